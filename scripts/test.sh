@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: install (idempotent), lint, run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+ruff check verl_xrpo tests scripts
+python -m pytest "$@"

@@ -1,0 +1,226 @@
+"""XRPO settings: one typed, validated object per mechanism.
+
+The same keys live in Hydra under ``algorithm.xrpo`` (see ``verl_xrpo/config/xrpo.yaml``). Every
+error names the full key a user would type on the command line and says how to fix it, so a bad
+value fails here, long before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CONFIG_ROOT = "algorithm.xrpo"
+
+
+class XRPOConfigError(ValueError):
+    """A setting under ``algorithm.xrpo`` that cannot work, with the key and the fix in the message."""
+
+
+def _fail(key: str, value: Any, problem: str, fix: str) -> XRPOConfigError:
+    return XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} {problem}. {fix}")
+
+
+@dataclass(frozen=True)
+class PlanningConfig:
+    """Hierarchical rollout planning (design section 1)."""
+
+    enable: bool = True
+    # Rollouts every prompt gets in phase 1; below 3 the Student-t quantile explodes (12.7 at n=2).
+    n_base: int = 4
+    # Per-prompt cap over all phases; None means twice the uniform budget (2 x rollout.n).
+    n_max: int | None = None
+    # Phase 1 plus the phases that share out the rest of the budget.
+    num_phases: int = 3
+    # Confidence level of the Student-t interval.
+    alpha: float = 0.05
+    # Weight of the UCB bonus; small, because CI shrinks are only 0.01-0.2 for n = 4-16.
+    ucb_lambda: float = 0.05
+    # What T in the bonus counts: the global training step, or all rollouts drawn so far.
+    time_mode: Literal["step", "rollouts"] = "step"
+
+    def __post_init__(self) -> None:
+        p = "planning."
+        if self.n_base < 2:
+            raise _fail(
+                p + "n_base",
+                self.n_base,
+                "is too small: the t interval needs 2 samples",
+                "Set it to at least 2 (3 or more is recommended).",
+            )
+        if self.n_max is not None and self.n_max < self.n_base:
+            raise _fail(
+                p + "n_max",
+                self.n_max,
+                f"is below planning.n_base={self.n_base}",
+                "Raise n_max, lower n_base, or set n_max=null for 2 x rollout.n.",
+            )
+        if self.num_phases < 1:
+            raise _fail(p + "num_phases", self.num_phases, "must be at least 1", "Use 3 (the paper's).")
+        if not 0.0 < self.alpha < 1.0:
+            raise _fail(p + "alpha", self.alpha, "is not in (0, 1)", "Use e.g. 0.05 for a 95% interval.")
+        if self.ucb_lambda < 0 or not math.isfinite(self.ucb_lambda):
+            raise _fail(
+                p + "ucb_lambda",
+                self.ucb_lambda,
+                "must be finite and non-negative",
+                "Use 0 to switch the bonus off; the default is 0.05.",
+            )
+        if self.time_mode not in ("step", "rollouts"):
+            raise _fail(p + "time_mode", self.time_mode, "is unknown", "Use 'step' or 'rollouts'.")
+
+
+@dataclass(frozen=True)
+class SeedingConfig:
+    """In-context seeding of prompts whose rollouts all failed (design section 2)."""
+
+    enable: bool = True
+    # Exemplars put into a seeded prompt's context (K).
+    num_exemplars: int = 2
+    # 'bm25' needs no model; 'dense' needs embedding_model (a local sentence-transformers folder).
+    retriever: Literal["bm25", "dense"] = "bm25"
+    embedding_model: str | None = None
+    # Exemplars scoring at or below this are not used (BM25 score, or cosine for 'dense').
+    min_score: float = 0.0
+    # Most exemplars the bank holds; past it the oldest online exemplar is evicted.
+    bank_size: int = 10000
+    # Optional curated (question, solution) file: .parquet, .jsonl or .json.
+    preload_path: str | None = None
+    # Seeded rollouts join their prompt's advantage group (True) or form a group of their own.
+    join_group: bool = True
+
+    def __post_init__(self) -> None:
+        p = "seeding."
+        if self.num_exemplars < 1:
+            raise _fail(
+                p + "num_exemplars",
+                self.num_exemplars,
+                "must be at least 1",
+                "Use 2 (the paper's), or seeding.enable=false to switch seeding off.",
+            )
+        if self.retriever not in ("bm25", "dense"):
+            raise _fail(p + "retriever", self.retriever, "is unknown", "Use 'bm25' or 'dense'.")
+        if self.retriever == "dense" and not self.embedding_model:
+            raise _fail(
+                p + "embedding_model",
+                self.embedding_model,
+                "is required by retriever='dense'",
+                "Name a local sentence-transformers model folder, or use retriever=bm25.",
+            )
+        if self.bank_size < self.num_exemplars:
+            raise _fail(
+                p + "bank_size",
+                self.bank_size,
+                f"is below num_exemplars={self.num_exemplars}",
+                "Use a bank of at least a few thousand exemplars.",
+            )
+        if not math.isfinite(self.min_score):
+            raise _fail(p + "min_score", self.min_score, "must be finite", "Use 0.0 to accept any overlap.")
+
+
+@dataclass(frozen=True)
+class SharpeningConfig:
+    """Novelty-guided advantage sharpening (design section 3)."""
+
+    enable: bool = True
+    # lambda_nov: bonus per unit of novelty (1 - eta).
+    novelty_weight: float = 2.5
+    # kappa: the bonus never exceeds kappa * A, so A+ <= (1 + kappa) A.
+    max_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        p = "sharpening."
+        if self.novelty_weight < 0 or not math.isfinite(self.novelty_weight):
+            raise _fail(
+                p + "novelty_weight",
+                self.novelty_weight,
+                "must be finite and non-negative",
+                "Use 2.5 (the paper's) or sharpening.enable=false.",
+            )
+        if self.max_ratio < 0 or not math.isfinite(self.max_ratio):
+            raise _fail(
+                p + "max_ratio",
+                self.max_ratio,
+                "must be finite and non-negative",
+                "Use 0.5 (the paper's) or sharpening.enable=false.",
+            )
+
+
+@dataclass(frozen=True)
+class XRPOConfig:
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
+    seeding: SeedingConfig = field(default_factory=SeedingConfig)
+    sharpening: SharpeningConfig = field(default_factory=SharpeningConfig)
+    # Correctness for the statistics: this reward field if present, else score > success_threshold.
+    success_key: str = "acc"
+    success_threshold: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> XRPOConfig:
+        """Build from a plain mapping or an OmegaConf node; unknown keys are refused by name."""
+        if values is None:
+            return cls()
+        if not isinstance(values, Mapping):  # e.g. a DictConfig that is not a Mapping subclass
+            values = dict(values)
+        return _build(cls, values, prefix="")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+            raise XRPOConfigError(
+                f"{CONFIG_ROOT}.{prefix}{key} is not an XRPO setting.{hint} "
+                f"Settings here: {', '.join(prefix + name for name in fields)}."
+            )
+        nested = _NESTED.get(fields[key].type) if isinstance(fields[key].type, str) else None
+        if nested is not None:
+            if value is not None and not isinstance(value, Mapping):
+                raise XRPOConfigError(
+                    f"{CONFIG_ROOT}.{prefix}{key} must be a group of settings, got {value!r}."
+                )
+            kwargs[key] = _build(nested, value or {}, prefix=f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(fields[key], value, prefix + key)
+    return cls(**kwargs)
+
+
+_NESTED: dict[str, type] = {
+    "PlanningConfig": PlanningConfig,
+    "SeedingConfig": SeedingConfig,
+    "SharpeningConfig": SharpeningConfig,
+}
+
+
+def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
+    """Check a leaf value's type so that e.g. n_base='four' fails here, not in a comparison later."""
+    default = f.default
+    if value is None:
+        if default is None:
+            return None
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key} cannot be null. Its default is {default!r}.")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be true or false.")
+    if isinstance(default, int) or f.type in ("int | None",):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a whole number.")
+    if isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a number.")
+    if isinstance(value, str):
+        return value
+    raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a string.")
