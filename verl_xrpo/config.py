@@ -1,6 +1,6 @@
 """XRPO settings: one typed, validated object per mechanism.
 
-The same keys live in Hydra under ``algorithm.xrpo`` (see ``verl_xrpo/config/xrpo.yaml``). Every
+The same keys live in Hydra under ``algorithm.xrpo`` (see ``verl_xrpo/conf/xrpo/xrpo.yaml``). Every
 error names the full key a user would type on the command line and says how to fix it, so a bad
 value fails here, long before any model is loaded.
 """

@@ -54,22 +54,29 @@ def run(steps: int, num_prompts: int, rollout_n: int, config: PlanningConfig, se
             start = time.perf_counter()
             extra = planner.plan_phase(rewards, budget, step=step).extra
             plan_seconds += time.perf_counter() - start
-            rewards = [np.concatenate([r, more]) for r, more in zip(rewards, sample(rates, extra, rng), strict=True)]
+            rewards = [
+                np.concatenate([r, more]) for r, more in zip(rewards, sample(rates, extra, rng), strict=True)
+            ]
         assert sum(len(r) for r in rewards) == planner.step_budget(num_prompts)
         totals["xrpo"].append(step_summary(rewards, rates))
         g, x = totals["grpo"][-1], totals["xrpo"][-1]
         print(
             f"step {step:3d}/{steps}  useful rollouts: grpo {g['useful_rollout_share']:.3f}  "
-            f"xrpo {x['useful_rollout_share']:.3f}   xrpo rollouts/prompt {x['rollouts_min']}-{x['rollouts_max']}",
+            f"xrpo {x['useful_rollout_share']:.3f}   "
+            f"xrpo rollouts/prompt {x['rollouts_min']}-{x['rollouts_max']}",
             flush=True,
         )
-    summary = {name: {k: float(np.mean([s[k] for s in rows])) for k in rows[0]} for name, rows in totals.items()}
+    summary = {
+        name: {k: float(np.mean([s[k] for s in rows])) for k in rows[0]} for name, rows in totals.items()
+    }
     summary["xrpo"]["planning_ms_per_step"] = 1000 * plan_seconds / steps
     return summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--rollout-n", type=int, default=8)

@@ -1,0 +1,109 @@
+"""verl's own Hydra config, composed as ``main_ppo`` does, carries ``algorithm.xrpo``."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_module
+from hydra.core.plugins import Plugins
+from hydra.errors import ConfigCompositionException
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from omegaconf import OmegaConf
+
+import verl_xrpo
+from verl_xrpo.config import XRPOConfig
+from verl_xrpo.integration.estimator import xrpo_settings
+from verl_xrpo.integration.hydra_config import with_xrpo_group
+
+
+def compose_verl(overrides: list[str], config_name: str = "ppo_trainer"):
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@contextlib.contextmanager
+def without_xrpo_search_path():
+    registered = Plugins.instance().plugin_type_to_subclass_list[SearchPathPlugin]
+    ours = [p for p in registered if p.__module__.startswith("hydra_plugins.verl_xrpo")]
+    assert ours, "the verl-xrpo Hydra plugin is not installed"
+    for plugin in ours:
+        registered.remove(plugin)
+    try:
+        yield
+    finally:
+        registered.extend(ours)
+
+
+def test_plain_overrides_reach_the_xrpo_settings():
+    config = compose_verl(
+        [
+            "algorithm.adv_estimator=xrpo",
+            "algorithm.xrpo.planning.n_base=3",
+            "algorithm.xrpo.planning.n_max=24",
+            "algorithm.xrpo.seeding.enable=false",
+            "algorithm.xrpo.sharpening.max_ratio=0.25",
+        ]
+    )
+    settings = xrpo_settings(config.algorithm)
+    assert config.algorithm.adv_estimator == "xrpo"
+    assert (settings.planning.n_base, settings.planning.n_max) == (3, 24)
+    assert not settings.seeding.enable and settings.sharpening.max_ratio == 0.25
+
+
+def test_megatron_trainer_config_carries_it_too():
+    config = compose_verl(["algorithm.xrpo.planning.num_phases=2"], config_name="ppo_megatron_trainer")
+    assert config.algorithm.xrpo.planning.num_phases == 2
+
+
+def test_a_misspelt_key_fails_at_composition_naming_it():
+    with pytest.raises(ConfigCompositionException) as raised:
+        compose_verl(["algorithm.xrpo.planing.n_base=3"])
+    assert "algorithm.xrpo.planing.n_base" in str(raised.value)
+
+
+def test_the_shipped_yaml_declares_exactly_the_defaults():
+    shipped = Path(verl_xrpo.__file__).parent / "conf" / "xrpo" / "xrpo.yaml"
+    assert yaml.safe_load(shipped.read_text()) == XRPOConfig().to_dict()
+    composed = compose_verl([]).algorithm.xrpo
+    assert OmegaConf.to_container(composed) == XRPOConfig().to_dict()
+
+
+def test_nothing_else_in_verls_config_changes():
+    overrides = ["algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=8"]
+    ours = OmegaConf.to_container(compose_verl(overrides))
+    with without_xrpo_search_path():
+        verls = OmegaConf.to_container(compose_verl(overrides))
+    assert "xrpo" not in verls["algorithm"]
+    del ours["algorithm"]["xrpo"]
+    assert ours == verls
+
+
+def test_patch_is_refused_when_verl_changes_shape():
+    assert with_xrpo_group("defaults:\n  - a\n  - _self_\nx: 1\n").count("xrpo@algorithm.xrpo") == 1
+    with pytest.raises(ValueError, match="_self_"):
+        with_xrpo_group("defaults:\n  - a\nx: 1\n")
+
+
+def test_main_ppo_command_line_accepts_plain_xrpo_keys():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "verl.trainer.main_ppo",
+            "algorithm.adv_estimator=xrpo",
+            "algorithm.xrpo.planning.n_base=3",
+            "--cfg",
+            "job",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = yaml.safe_load(done.stdout)
+    assert printed["algorithm"]["xrpo"]["planning"]["n_base"] == 3

@@ -1,0 +1,66 @@
+"""verl's trainer configs with XRPO's settings group added (used by the Hydra search-path plugin)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# ppo_megatron_trainer.yaml (deprecated) includes ppo_trainer, so it gets the group through it.
+TRAINER_CONFIGS = ("ppo_trainer.yaml",)
+XRPO_DEFAULT = "  - xrpo@algorithm.xrpo: xrpo\n"
+SELF_ENTRY = "  - _self_\n"
+
+
+def with_xrpo_group(verl_yaml: str) -> str:
+    """verl's config text with the XRPO group listed just before ``_self_`` in its defaults."""
+    if XRPO_DEFAULT in verl_yaml:
+        return verl_yaml
+    head, sep, tail = verl_yaml.partition(SELF_ENTRY)
+    if not sep:
+        raise ValueError("no '  - _self_' entry in the defaults list")
+    return f"{head}{XRPO_DEFAULT}{sep}{tail}"
+
+
+def trainer_config_dir() -> Path | None:
+    """A folder holding verl's trainer configs with the XRPO group, made once per verl install.
+
+    Returns None (and logs why) if verl's configs cannot be read or have an unexpected shape; Hydra
+    then composes verl's own configs, and ``algorithm.xrpo.*`` overrides need a leading ``+``.
+    """
+    try:
+        source = resources.files("verl.trainer.config")
+        texts = {name: (source / name).read_text() for name in TRAINER_CONFIGS}
+        patched = {name: with_xrpo_group(text) for name, text in texts.items()}
+    except (OSError, ModuleNotFoundError, ValueError) as error:
+        logger.error("verl-xrpo: cannot add algorithm.xrpo to verl's trainer config (%s)", error)
+        return None
+    digest = hashlib.sha256("".join(patched[n] for n in TRAINER_CONFIGS).encode()).hexdigest()[:16]
+    folder = _cache_root() / f"hydra-{digest}"
+    if not all((folder / name).is_file() for name in TRAINER_CONFIGS):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in patched.items():
+            _write_atomically(folder / name, text)
+    return folder
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    root = Path(base) / "verl_xrpo"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    except OSError:  # a read-only home: fall back to the temp folder
+        return Path(tempfile.gettempdir()) / f"verl_xrpo-{os.getuid()}"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
