@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-ruff check verl_xrpo hydra_plugins tests scripts
+ruff check verl_xrpo hydra_plugins tests scripts recipe
 python -m pytest "$@"
