@@ -1,15 +1,22 @@
 """Entry point of the ``verl.plugins`` group: verl imports it in every process at ``import verl``.
 
-verl swallows plugin import errors at DEBUG level, so a failure here is logged loudly before it
-propagates; otherwise ``algorithm.adv_estimator=xrpo`` would later fail with a bare "unknown estimator".
+It registers the ``xrpo`` advantage estimator, the ``xrpo`` V1 trainer (which verl's TaskRunner
+looks up by name) and the OmegaConf resolver that picks that trainer for the xrpo estimator.
+verl swallows plugin import errors at DEBUG level, so failures are logged loudly here before they
+propagate; otherwise ``algorithm.adv_estimator=xrpo`` would later fail with a bare "unknown" error.
 """
 
 import logging
 
+_log = logging.getLogger("verl_xrpo")
+
 try:
     from verl_xrpo.integration.estimator import register
+    from verl_xrpo.integration.hydra_config import register_resolvers
 
     register()
-except Exception:  # re-raised: verl decides what to do, but the user sees why
-    logging.getLogger("verl_xrpo").exception("verl-xrpo failed to register its verl plugin")
+    register_resolvers()
+    import verl_xrpo.integration.trainer  # noqa: F401  (registers trainer.v1.trainer_mode=xrpo)
+except Exception:
+    _log.exception("verl-xrpo failed to register its verl plugin")
     raise

@@ -3,7 +3,8 @@
 Hydra refuses overrides of keys its composed config does not declare, and verl's ``ppo_trainer``
 has no slot a plugin could fill. So this plugin puts, ahead of verl's own config folder, a copy of
 verl's installed ``ppo_trainer.yaml`` whose defaults list has
-one more entry, ``xrpo@algorithm.xrpo: xrpo``, pointing at ``verl_xrpo/conf/xrpo/xrpo.yaml``.
+two more entries: ``xrpo@algorithm.xrpo: xrpo`` (the settings, ``verl_xrpo/conf/xrpo/xrpo.yaml``) and
+``xrpo/select_trainer`` (``trainer.v1.trainer_mode`` becomes ``xrpo`` when the estimator is xrpo).
 The copy is made from the installed verl at start-up, never shipped, so it follows verl exactly;
 every other key and group still comes from verl. Other estimators ignore the extra keys.
 """
@@ -14,8 +15,9 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class XRPOSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        from verl_xrpo.integration.hydra_config import trainer_config_dir
+        from verl_xrpo.integration.hydra_config import register_resolvers, trainer_config_dir
 
+        register_resolvers()
         folder = trainer_config_dir()
         if folder is not None:
             search_path.prepend(provider="verl-xrpo", path=f"file://{folder}")

@@ -60,6 +60,13 @@ def test_megatron_trainer_config_carries_it_too():
     assert config.algorithm.xrpo.planning.num_phases == 2
 
 
+def test_the_xrpo_estimator_selects_the_xrpo_trainer():
+    config = compose_verl(["algorithm.adv_estimator=xrpo"])
+    assert config.trainer.v1.trainer_mode == "xrpo"
+    explicit = compose_verl(["algorithm.adv_estimator=xrpo", "trainer.v1.trainer_mode=sync"])
+    assert explicit.trainer.v1.trainer_mode == "sync"  # the user's word wins
+
+
 def test_a_misspelt_key_fails_at_composition_naming_it():
     with pytest.raises(ConfigCompositionException) as raised:
         compose_verl(["algorithm.xrpo.planing.n_base=3"])
@@ -73,11 +80,14 @@ def test_the_shipped_yaml_declares_exactly_the_defaults():
     assert OmegaConf.to_container(composed) == XRPOConfig().to_dict()
 
 
-def test_nothing_else_in_verls_config_changes():
+@pytest.mark.parametrize("trainer_mode", [None, "colocate_async"])
+def test_for_other_estimators_nothing_else_in_verls_config_changes(trainer_mode):
     overrides = ["algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=8"]
-    ours = OmegaConf.to_container(compose_verl(overrides))
+    if trainer_mode:
+        overrides.append(f"trainer.v1.trainer_mode={trainer_mode}")
+    ours = OmegaConf.to_container(compose_verl(overrides), resolve=True)
     with without_xrpo_search_path():
-        verls = OmegaConf.to_container(compose_verl(overrides))
+        verls = OmegaConf.to_container(compose_verl(overrides), resolve=True)
     assert "xrpo" not in verls["algorithm"]
     del ours["algorithm"]["xrpo"]
     assert ours == verls

@@ -8,8 +8,11 @@ unsharpened advantage and says so once in the log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,32 @@ from verl_xrpo.core.advantage import AdvantageResult, compute_advantage
 ESTIMATOR_NAME = "xrpo"
 logger = logging.getLogger(__name__)
 _warned_no_log_probs = False
+
+
+@dataclass
+class AdvantageCall:
+    """What XRPO's trainer hands the estimator around verl's advantage step, and gets back."""
+
+    log_probs: torch.Tensor | None
+    result: AdvantageResult | None = None
+
+
+_current_call: ContextVar[AdvantageCall | None] = ContextVar("xrpo_advantage_call", default=None)
+
+
+@contextlib.contextmanager
+def sampling_log_probs(log_probs: torch.Tensor | None) -> Iterator[AdvantageCall]:
+    """Make the step's log-probs (rows in the order verl passes to the estimator) visible to it.
+
+    verl calls estimators with rewards, mask and uid only; XRPO's trainer wraps verl's own
+    advantage step in this context instead of re-implementing that step.
+    """
+    call = AdvantageCall(log_probs)
+    token = _current_call.set(call)
+    try:
+        yield call
+    finally:
+        _current_call.reset(token)
 
 
 def xrpo_settings(algorithm_config: Any) -> XRPOConfig:
@@ -73,9 +102,20 @@ def compute_xrpo_outcome_advantage(
     **_: Any,  # e.g. reward_baselines, which XRPO does not use
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """verl estimator signature: returns (advantages, returns), both (N, T)."""
+    call = _current_call.get()
+    if old_log_probs is None and call is not None and call.log_probs is not None:
+        if call.log_probs.shape != token_level_rewards.shape:
+            raise RuntimeError(
+                f"XRPO: the step's log-probs {tuple(call.log_probs.shape)} do not line up with verl's "
+                f"advantage "
+                f"batch {tuple(token_level_rewards.shape)}; verl's _compute_advantage has changed shape."
+            )
+        old_log_probs = call.log_probs
     result = compute_xrpo_result(
         token_level_rewards, response_mask, index, config, old_log_probs, rollout_log_probs, epsilon
     )
+    if call is not None:
+        call.result = result
     return result.advantages, result.advantages
 
 

@@ -13,18 +13,36 @@ logger = logging.getLogger(__name__)
 
 # ppo_megatron_trainer.yaml (deprecated) includes ppo_trainer, so it gets the group through it.
 TRAINER_CONFIGS = ("ppo_trainer.yaml",)
-XRPO_DEFAULT = "  - xrpo@algorithm.xrpo: xrpo\n"
 SELF_ENTRY = "  - _self_\n"
+# The settings group goes before _self_ (verl's own keys win); the trainer choice after it, so that
+# it replaces verl's default trainer_mode with one that follows algorithm.adv_estimator.
+XRPO_ENTRIES = "  - xrpo@algorithm.xrpo: xrpo\n" + SELF_ENTRY + "  - xrpo/select_trainer\n"
+
+TRAINER_MODE = "xrpo"
+VERL_DEFAULT_TRAINER_MODE = "sync"
+
+
+def trainer_mode_for(adv_estimator: str) -> str:
+    """The resolver behind ``trainer.v1.trainer_mode``: XRPO's trainer for the xrpo estimator."""
+    return TRAINER_MODE if adv_estimator == "xrpo" else VERL_DEFAULT_TRAINER_MODE
+
+
+def register_resolvers() -> None:
+    """Needed wherever verl's config is resolved: the Hydra driver and Ray's TaskRunner."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("xrpo_trainer_mode"):
+        OmegaConf.register_new_resolver("xrpo_trainer_mode", trainer_mode_for)
 
 
 def with_xrpo_group(verl_yaml: str) -> str:
-    """verl's config text with the XRPO group listed just before ``_self_`` in its defaults."""
-    if XRPO_DEFAULT in verl_yaml:
+    """verl's config text with XRPO's two defaults entries around ``_self_``."""
+    if XRPO_ENTRIES in verl_yaml:
         return verl_yaml
     head, sep, tail = verl_yaml.partition(SELF_ENTRY)
     if not sep:
         raise ValueError("no '  - _self_' entry in the defaults list")
-    return f"{head}{XRPO_DEFAULT}{sep}{tail}"
+    return f"{head}{XRPO_ENTRIES}{tail}"
 
 
 def trainer_config_dir() -> Path | None:

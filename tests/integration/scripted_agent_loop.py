@@ -1,0 +1,45 @@
+"""An agent loop with no language model, for driving verl's real agent-loop workers in tests.
+
+Each prompt's ``extra_info`` carries a solve ``rate``; a rollout succeeds when a hash of
+(question, session id) falls below it, so results are deterministic and differ across sessions.
+A prompt whose text differs from ``extra_info["question"]`` (seeded by XRPO with exemplars)
+succeeds at ``seeded_rate``.
+The response text names the session, so tests can tell rollouts apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput
+
+
+def unit_hash(*parts: Any) -> float:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class ScriptedAgentLoop(AgentLoopBase):
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+        messages = list(kwargs["raw_prompt"])
+        question = messages[-1]["content"]
+        info = kwargs.get("extra_info") or {}
+        seeded = question != info.get("question", question)
+        rate = float(info.get("seeded_rate", 1.0)) if seeded else float(info.get("rate", 0.5))
+        session = int(kwargs["session_id"])
+        correct = unit_hash(info.get("name", question), session) < rate
+        prompt_ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if not isinstance(prompt_ids, list):
+            prompt_ids = list(prompt_ids["input_ids"])
+        text = f"session {session} answer {'right' if correct else 'wrong'}"
+        response_ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return AgentLoopOutput(
+            prompt_ids=prompt_ids,
+            response_ids=response_ids,
+            response_mask=[1] * len(response_ids),
+            reward_score=1.0 if correct else -1.0,
+            num_turns=2,
+            metrics=AgentLoopMetrics(),
+            extra_fields={"reward_extra_info": {"acc": correct}},
+        )

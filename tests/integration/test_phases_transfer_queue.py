@@ -1,0 +1,212 @@
+"""XRPO's phases through verl's real agent-loop workers, Ray and TransferQueue (no model needed).
+
+verl's ``AgentLoopWorkerTQ`` (XRPO's subclass) runs a scripted agent loop in a Ray actor and writes
+trajectories to a real TransferQueue; verl's own ``_submit_batch_to_rollout`` and ``ReplayBuffer``
+submit and collect them. The tests check what training relies on: budget, grouping, unique keys,
+seeding of all-fail prompts, and the bank learning from correct rollouts.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+import transfer_queue as tq
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf, open_dict
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+from verl.utils import tensordict_utils as tu
+
+from verl_xrpo.config import XRPOConfig
+from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.integration import transfer_queue as xtq
+from verl_xrpo.integration.phases import PhasedRollout
+from verl_xrpo.integration.rollout import XRPOAgentLoopManager
+from verl_xrpo.toy.model import build_toy_model_dir
+
+REPO = Path(__file__).resolve().parents[2]
+ROLLOUT_N = 6
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(
+        num_cpus=8,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}},
+    )
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        tq_conf = compose(config_name="ppo_trainer").transfer_queue
+    tq_conf.enable = True
+    tq_conf.backend.SimpleStorage.num_data_storage_units = 1
+    tq.init(tq_conf)
+    yield tmp_path_factory.mktemp("xrpo")
+    tq.close()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def verl_config(cluster):
+    model_dir = build_toy_model_dir(cluster / "model")
+    loops = cluster / "agent_loops.yaml"
+    loops.write_text(
+        "- name: scripted\n  _target_: tests.integration.scripted_agent_loop.ScriptedAgentLoop\n"
+    )
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        config = compose(
+            config_name="ppo_trainer",
+            overrides=[
+                "algorithm.adv_estimator=xrpo",
+                f"actor_rollout_ref.model.path={model_dir}",
+                f"actor_rollout_ref.rollout.n={ROLLOUT_N}",
+                "actor_rollout_ref.rollout.prompt_length=400",
+                "actor_rollout_ref.rollout.agent.num_workers=1",
+                "actor_rollout_ref.rollout.name=vllm",
+                "actor_rollout_ref.rollout.agent.default_agent_loop=scripted",
+                f"actor_rollout_ref.rollout.agent.agent_loop_config_path={loops}",
+                "algorithm.xrpo.planning.n_base=3",
+                "algorithm.xrpo.planning.ucb_lambda=1.0",
+            ],
+        )
+    with open_dict(config):
+        config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = None
+    return config
+
+
+@pytest.fixture(scope="module")
+def manager(verl_config):
+    return XRPOAgentLoopManager.create(
+        config=verl_config, llm_client=None, teacher_client=None, reward_loop_worker_handles=None
+    )
+
+
+def prompt_batch(rates: list[float], step: int, names: list[str]):
+    questions = [f"How many {name} are in the box after adding three more?" for name in names]
+    batch = tu.get_tensordict(
+        {
+            "raw_prompt": np.array([[{"role": "user", "content": q}] for q in questions], dtype=object),
+            "uid": np.array([f"u{step}x{i}" for i in range(len(rates))], dtype=object),
+            "index": np.arange(len(rates)),
+            "extra_info": np.array(
+                [
+                    {"rate": r, "name": n, "seeded_rate": 1.0, "question": q}
+                    for r, n, q in zip(rates, names, questions, strict=True)
+                ],
+                dtype=object,
+            ),
+        }
+    )
+    tu.assign_non_tensor_data(batch, "global_steps", step)
+    return batch
+
+
+def verl_submit(manager, step):
+    """verl's own PPOTrainer._submit_batch_to_rollout, bound to the little state it reads."""
+    state = types.SimpleNamespace(trainer_mode="sync", global_steps=step, agent_loop_manager=manager)
+    return lambda batch: PPOTrainer._submit_batch_to_rollout(state, batch)
+
+
+def run_step(verl_config, manager, step, rates, names, bank):
+    settings = XRPOConfig.from_mapping(OmegaConf.to_container(verl_config.algorithm.xrpo))
+    planner = RolloutPlanner(settings.planning, ROLLOUT_N)
+    tokenizer = manager_tokenizer(verl_config)
+    phases = PhasedRollout(
+        settings,
+        planner,
+        bank,
+        tokenizer,
+        max_prompt_tokens=400,
+        submit=verl_submit(manager, step),
+        poll_seconds=0.05,
+    )
+    batch = prompt_batch(rates, step, names)
+    return batch, phases.run(batch, step=step)
+
+
+def manager_tokenizer(verl_config):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(verl_config.actor_rollout_ref.model.path)
+
+
+def sample_all(verl_config, num_prompts, step):
+    """What verl's sync trainer gets from its replay buffer for this step."""
+    sampler = verl_config.trainer.v1.sampler
+    buffer = ReplayBuffer(
+        trainer_mode="sync",
+        trainer_config={},
+        max_off_policy_threshold=sampler.max_off_policy_threshold,
+        max_off_policy_strategy=sampler.max_off_policy_strategy,
+        sampler_kwargs=sampler.sampler_kwargs,
+        train_batch_size=num_prompts,
+        gen_batch_size=num_prompts,
+    )
+    batch, _ = buffer.sample(global_steps=step, partition_id="train", batch_size=num_prompts)
+    return list(batch.keys)
+
+
+def test_phases_conserve_budget_and_keep_groups_whole(verl_config, manager):
+    rates = [0.5, 0.5, 0.9, 0.2, 0.0, 1.0, 0.6, 0.4]
+    names = [f"item{i}" for i in range(len(rates))]
+    batch, report = run_step(verl_config, manager, 1, rates, names, bank=None)
+    uids = [str(u) for u in batch["uid"]]
+
+    keys = sample_all(verl_config, len(uids), step=1)
+    assert len(keys) == len(set(keys)) == len(uids) * ROLLOUT_N  # GRPO's budget, no key overwritten
+    sessions = {uid: sorted(xtq.split_key(k)[1] for k in keys if k.startswith(uid + "_")) for uid in uids}
+    for uid in uids:
+        assert sessions[uid] == list(range(len(sessions[uid])))  # phases continue each prompt's sessions
+        assert 3 <= len(sessions[uid]) <= 2 * ROLLOUT_N
+    assert len({len(s) for s in sessions.values()}) > 1  # the planner did not hand out a uniform n
+    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["uid", "session_id"])
+    for key, uid, session in zip(keys, stored["uid"], stored["session_id"], strict=True):
+        assert key.startswith(f"{uid}_{session}_")  # one prompt group per uid, as verl's estimator sees it
+    assert report.rollouts == len(keys)
+    assert report.metrics["xrpo/rollouts_per_prompt/mean"] == ROLLOUT_N
+    mixed = [u for u, r in zip(uids, rates, strict=True) if 0 < r < 1]
+    assert np.mean([len(sessions[u]) for u in mixed]) > ROLLOUT_N - 1
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_all_fail_prompts_are_seeded_and_the_bank_learns(verl_config, manager):
+    bank = ExemplarBank(max_size=100)
+    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    rates = [0.0, 0.0, 0.5, 0.5]
+    names = ["pears", "plums", "limes", "figs"]
+    batch, report = run_step(verl_config, manager, 2, rates, names, bank=bank)
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(uids), step=2)
+    assert len(keys) == len(uids) * ROLLOUT_N
+    assert report.metrics["xrpo/seeding/prompts_seeded"] >= 1
+    assert report.metrics["xrpo/seeding/prompts_with_seeded_success"] >= 1
+    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["raw_prompt", "uid"])
+    originals = {str(u): p[-1]["content"] for u, p in zip(batch["uid"], batch["raw_prompt"], strict=True)}
+    seeded_uids = {
+        uid
+        for prompt, uid in zip(stored["raw_prompt"], stored["uid"], strict=True)
+        if prompt[-1]["content"] != originals[uid]
+    }
+    # Seeded rollouts are stored (and trained) with the context they were sampled under, and only
+    # prompts whose rollouts all failed were seeded.
+    assert seeded_uids and seeded_uids <= {uids[0], uids[1]}
+    assert report.metrics["xrpo/bank_size"] > 1  # correct rollouts of this step joined the bank
+    assert any(
+        "limes" in e.question or "figs" in e.question or "pears" in e.question for e in bank_entries(bank)
+    )
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def bank_entries(bank):
+    return [
+        ex
+        for hits in bank.retrieve(["How many limes figs pears plums are in the box"], k=10)
+        for ex, _ in hits
+    ]

@@ -1,0 +1,198 @@
+"""One training step's rollouts in phases: plan, seed, submit, wait, read back.
+
+The trainer hands over the step's prompt batch (a verl TensorDict with ``uid`` and ``raw_prompt``)
+and a ``submit`` function; this module decides what each phase generates and reports metrics.
+Every trajectory stays under its prompt's uid, so verl's replay buffer later hands the trainer all
+phases of a prompt together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tensordict import TensorDict
+from verl.utils import tensordict_utils as tu
+
+from verl_xrpo.config import XRPOConfig
+from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.core.seeding import build_seeded_messages
+from verl_xrpo.integration import transfer_queue as xtq
+from verl_xrpo.integration.rollout import ROLLOUT_N_KEY, SESSION_OFFSET_KEY
+
+logger = logging.getLogger(__name__)
+
+
+def question_text(messages: Sequence[dict[str, Any]] | str) -> str:
+    """The text a prompt asks: its last user message (or the string itself)."""
+    if isinstance(messages, str):
+        return messages
+    for message in reversed(list(messages)):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else str(content)
+    return ""
+
+
+@dataclass
+class PromptRecord:
+    uid: str
+    messages: list[dict[str, Any]]
+    question: str
+    correct: list[float] = field(default_factory=list)
+    seeded_sessions: int = 0
+    seeded_correct: int = 0
+
+
+@dataclass
+class StepReport:
+    metrics: dict[str, float]
+    rollouts: int
+
+
+class PhasedRollout:
+    """Runs the phases of one step. ``submit`` sends a prompt sub-batch to verl's agent loops."""
+
+    def __init__(
+        self,
+        settings: XRPOConfig,
+        planner: RolloutPlanner,
+        bank: ExemplarBank | None,
+        tokenizer: Any,
+        max_prompt_tokens: int,
+        submit: Callable[[TensorDict], Any],
+        decode: Callable[[list[int]], str] | None = None,
+        poll_seconds: float = 0.2,
+    ):
+        self.settings = settings
+        self.planner = planner
+        self.bank = bank if settings.seeding.enable else None
+        self.tokenizer = tokenizer
+        self.max_prompt_tokens = max_prompt_tokens
+        self.submit = submit
+        self.decode = decode or (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+        self.poll_seconds = poll_seconds
+
+    def run(self, batch: TensorDict, step: int, rollouts_drawn: int = 0) -> StepReport:
+        timing = {"planning": 0.0, "retrieval": 0.0, "generation": 0.0}
+        uids = [str(u) for u in batch["uid"]]
+        raw = batch["raw_prompt"]
+        records = [PromptRecord(uid, list(raw[i]), question_text(raw[i])) for i, uid in enumerate(uids)]
+        counts = self.planner.base_counts(len(uids))
+        self._run_phase(
+            batch, records, np.arange(len(uids)), counts, np.zeros_like(counts), {}, timing, label="phase 1"
+        )
+        zero_variance_before = _zero_variance_share(records)
+        seeded_prompts = 0
+        for phase, budget in enumerate(self.planner.phase_budgets(len(uids)), start=2):
+            start = time.perf_counter()
+            plan = self.planner.plan_phase(
+                [r.correct for r in records],
+                budget,
+                step=step,
+                rollouts_drawn=rollouts_drawn + int(counts.sum()),
+            )
+            timing["planning"] += time.perf_counter() - start
+            rows = np.flatnonzero(plan.extra)
+            if len(rows) == 0:
+                continue
+            start = time.perf_counter()
+            seeded = self._seeded_messages(records, rows)
+            timing["retrieval"] += time.perf_counter() - start
+            seeded_prompts += sum(1 for row in seeded if records[row].seeded_sessions == 0)
+            self._run_phase(
+                batch, records, rows, plan.extra[rows], counts[rows], seeded, timing, label=f"phase {phase}"
+            )
+            counts = counts + plan.extra
+        per_prompt = np.array([len(r.correct) for r in records])
+        metrics = {
+            "xrpo/rollouts_per_prompt/mean": float(per_prompt.mean()),
+            "xrpo/rollouts_per_prompt/min": float(per_prompt.min()),
+            "xrpo/rollouts_per_prompt/max": float(per_prompt.max()),
+            "xrpo/zero_variance_share/before_planning": zero_variance_before,
+            "xrpo/zero_variance_share/after_planning": _zero_variance_share(records),
+            "xrpo/seeding/prompts_seeded": float(seeded_prompts),
+            "xrpo/seeding/seeded_rollouts": float(sum(r.seeded_sessions for r in records)),
+            "xrpo/seeding/prompts_with_seeded_success": float(sum(r.seeded_correct > 0 for r in records)),
+            "xrpo/bank_size": float(len(self.bank)) if self.bank is not None else 0.0,
+            "timing_s/xrpo_planning": timing["planning"],
+            "timing_s/xrpo_retrieval": timing["retrieval"],
+            "timing_s/xrpo_generation_phases": timing["generation"],
+        }
+        return StepReport(metrics=metrics, rollouts=int(per_prompt.sum()))
+
+    def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
+        """Seeded chat messages for the rows whose rollouts all failed so far (where exemplars fit)."""
+        if self.bank is None or len(self.bank) == 0:
+            return {}
+        failing = [int(row) for row in rows if records[row].correct and not any(records[row].correct)]
+        if not failing:
+            return {}
+        hits = self.bank.retrieve(
+            [records[row].question for row in failing], k=self.settings.seeding.num_exemplars
+        )
+        seeded = {}
+        for row, found in zip(failing, hits, strict=True):
+            if not found:
+                continue
+            messages = build_seeded_messages(
+                records[row].messages, [ex for ex, _ in found], self.tokenizer, self.max_prompt_tokens
+            )
+            if messages is not None:
+                seeded[row] = messages
+        return seeded
+
+    def _run_phase(
+        self,
+        batch: TensorDict,
+        records: list[PromptRecord],
+        rows: np.ndarray,
+        extra: np.ndarray,
+        offsets: np.ndarray,
+        seeded: dict[int, list[dict]],
+        timing: dict[str, float],
+        label: str,
+    ) -> None:
+        sub = batch if len(rows) == len(records) else tu.index_select_tensor_dict(batch, rows.tolist())
+        tu.assign_non_tensor_stack(sub, ROLLOUT_N_KEY, [int(n) for n in extra])
+        tu.assign_non_tensor_stack(sub, SESSION_OFFSET_KEY, [int(o) for o in offsets])
+        if seeded:
+            prompts = [seeded.get(int(row), records[row].messages) for row in rows]
+            tu.assign_non_tensor_stack(sub, "raw_prompt", prompts)
+        start = time.perf_counter()
+        self.submit(sub)
+        phase_uids = [records[row].uid for row in rows]
+        xtq.wait_for_prompts(phase_uids, poll_seconds=self.poll_seconds, label=label)
+        timing["generation"] += time.perf_counter() - start
+        first_new = {records[row].uid: int(offset) for row, offset in zip(rows, offsets, strict=True)}
+        keys = xtq.trajectory_keys(phase_uids, min_session=first_new)
+        trajectories = xtq.read_trajectories(
+            [k for uid in phase_uids for k in keys[uid]],
+            self.settings.success_key,
+            self.settings.success_threshold,
+        )
+        by_uid = {r.uid: r for r in records}
+        seeded_uids = {records[row].uid for row in seeded}
+        for traj in trajectories:
+            record = by_uid[traj.uid]
+            record.correct.append(float(traj.correct))
+            if traj.uid in seeded_uids:
+                record.seeded_sessions += 1
+                record.seeded_correct += int(traj.correct)
+        if self.bank is not None:
+            for traj in trajectories:
+                if traj.correct:
+                    self.bank.add(by_uid[traj.uid].question, self.decode(traj.response_ids))
+        logger.info(
+            "XRPO %s: %d prompts (%d seeded), %d rollouts", label, len(rows), len(seeded), len(trajectories)
+        )
+
+
+def _zero_variance_share(records: list[PromptRecord]) -> float:
+    groups = [r.correct for r in records if r.correct]
+    return float(np.mean([min(g) == max(g) for g in groups])) if groups else 0.0

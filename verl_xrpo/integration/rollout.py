@@ -1,0 +1,60 @@
+"""Agent-loop worker and manager that let one prompt be sampled again in a later phase.
+
+verl's ``AgentLoopWorkerTQ._run_prompt`` numbers a prompt's sessions 0..n-1 and stores each
+trajectory under ``{uid}_{session_id}_{index}``, so a second submission of the same uid would
+overwrite the first. XRPO's later phases pass ``__session_offset__`` (the sessions the prompt
+already has) and this worker shifts the session ids by it: every trajectory of every phase gets
+its own key, and all of them keep the prompt's uid, so verl groups them as one prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+import transfer_queue as tq
+from verl.experimental.agent_loop import AgentLoopWorker
+from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
+
+SESSION_OFFSET_KEY = "__session_offset__"
+ROLLOUT_N_KEY = "__rollout_n__"  # read by verl's _run_prompt: rollouts for this prompt in this submission
+
+
+class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors cannot be subclassed directly
+    def __init__(self, *args: Any, **kwargs: Any):
+        # AgentLoopWorkerTQ.__init__ calls zero-argument super(), which fails in a Ray worker for a
+        # subclass (its class cell and the unpickled class differ); so its two lines are done here.
+        AgentLoopWorker.__init__(self, *args, **kwargs)
+        tq.init()
+        self.background_tasks = set()
+
+    async def _run_agent_loop(
+        self,
+        sampling_params: dict[str, Any],
+        trajectory: dict[str, Any],
+        *,
+        agent_name: str,
+        trace: bool = True,
+        **kwargs: Any,
+    ):
+        # Popped, so it is neither passed to the agent loop nor stored as a trajectory field.
+        offset = int(kwargs.pop(SESSION_OFFSET_KEY, 0))
+        kwargs["session_id"] = int(kwargs["session_id"]) + offset
+        return await super()._run_agent_loop(
+            sampling_params, trajectory, agent_name=agent_name, trace=trace, **kwargs
+        )
+
+
+XRPOAgentLoopWorker = ray.remote(_XRPOAgentLoopWorker)
+
+
+class XRPOAgentLoopManager(AgentLoopManagerTQ):
+    """verl's TransferQueue agent-loop manager with XRPO's worker."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Workers are created later, in create(); verl's base only sets this class if it is unset.
+        self.agent_loop_workers_class = XRPOAgentLoopWorker
+
+
+MANAGER_PATH = f"{XRPOAgentLoopManager.__module__}.{XRPOAgentLoopManager.__qualname__}"

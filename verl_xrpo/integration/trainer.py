@@ -1,0 +1,262 @@
+"""XRPO's trainer: verl's synchronous V1 trainer with phased rollouts, seeding and sharpening.
+
+Registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config selects by itself when
+``algorithm.adv_estimator=xrpo``. What it changes in ``PPOTrainerSync``, and what it relies on:
+
+- ``prepare_step`` runs every generation phase of the step (verl calls it before the replay buffer
+  samples, while the rollout replicas are awake; ``on_sample_end`` sleeps them afterwards).
+- ``_compute_advantage`` wraps verl's own advantage step, handing the estimator the step's
+  ``old_log_probs`` read from TransferQueue for the same keys, in the same order.
+- ``_save_checkpoint`` / ``_load_checkpoint`` also save and restore the exemplar bank, inside
+  verl's ``global_step_N`` folder, written before verl marks the checkpoint as the latest.
+- ``trainer_mode`` is reported to verl as "sync": verl branches on that literal name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import pandas as pd
+import torch
+import transfer_queue as tq
+from omegaconf import DictConfig, open_dict
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils.debug import marked_timer
+
+from verl_xrpo.config import XRPOConfig, XRPOConfigError
+from verl_xrpo.core.advantage import AdvantageResult
+from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.core.retrieval import make_retriever
+from verl_xrpo.integration.estimator import ESTIMATOR_NAME, sampling_log_probs, xrpo_settings
+from verl_xrpo.integration.hydra_config import TRAINER_MODE
+from verl_xrpo.integration.phases import PhasedRollout, question_text
+from verl_xrpo.integration.rollout import MANAGER_PATH
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+STATE_FOLDER = "xrpo"  # inside verl's global_step_N checkpoint folder
+BANK_FILE = "exemplar_bank.json"
+STATE_FILE = "state.json"
+
+
+def check_supported(config: DictConfig, settings: XRPOConfig) -> None:
+    """verl settings XRPO cannot run with, refused before any worker or model is started."""
+    estimator = config.algorithm.adv_estimator
+    if estimator != ESTIMATOR_NAME:
+        raise XRPOConfigError(
+            f"trainer.v1.trainer_mode={TRAINER_MODE} needs algorithm.adv_estimator={ESTIMATOR_NAME}, "
+            f"got {estimator!r}. Drop the trainer_mode override to run {estimator} with verl's trainer."
+        )
+    reward_model = config.reward.reward_model
+    if reward_model.enable and not reward_model.enable_resource_pool:
+        raise XRPOConfigError(
+            "XRPO plans rollouts from rewards computed while generating, which verl does only for rule-based "
+            "rewards or a reward model in its own pool. Set reward.reward_model.enable_resource_pool=true."
+        )
+    filter_groups = config.algorithm.get("filter_groups") or {}
+    if filter_groups.get("enable", False):
+        raise XRPOConfigError(
+            "algorithm.filter_groups.enable=true (DAPO dynamic sampling) and XRPO both decide which rollouts "
+            "are "
+            "drawn; use one of them."
+        )
+    if config.trainer.v1.sampler.get("sync_refill_failed_groups", False):
+        raise XRPOConfigError("trainer.v1.sampler.sync_refill_failed_groups=true is not supported with XRPO.")
+    manager = config.actor_rollout_ref.rollout.get("agent", {}).get("agent_loop_manager_class")
+    if manager not in (None, MANAGER_PATH):
+        raise XRPOConfigError(
+            f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager!r}: XRPO needs its own "
+            f"manager ({MANAGER_PATH}), which gives later phases their own session ids. Remove the override."
+        )
+    if (
+        settings.seeding.enable
+        and settings.seeding.preload_path
+        and not os.path.exists(settings.seeding.preload_path)
+    ):
+        raise XRPOConfigError(
+            f"algorithm.xrpo.seeding.preload_path={settings.seeding.preload_path!r} does not exist."
+        )
+
+
+def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) -> str:
+    p, s, a = settings.planning, settings.seeding, settings.sharpening
+    n = config.actor_rollout_ref.rollout.n
+    lines = [
+        f"XRPO is on (algorithm.adv_estimator=xrpo, budget {n} rollouts per prompt, as GRPO's rollout.n):"
+    ]
+    if p.enable:
+        lines.append(
+            f"  planning:   on  n_base={p.n_base} n_max={planner.n_max} phases={p.num_phases} "
+            f"alpha={p.alpha} "
+            f"ucb_lambda={p.ucb_lambda} T={p.time_mode}"
+        )
+    else:
+        lines.append(f"  planning:   off (every prompt gets rollout.n={n})")
+    if s.enable and p.enable:
+        lines.append(
+            f"  seeding:    on  K={s.num_exemplars} retriever={s.retriever} min_score={s.min_score} "
+            f"bank_size={s.bank_size} preload={s.preload_path} "
+            f"prompt budget={config.actor_rollout_ref.rollout.prompt_length} tokens"
+        )
+    else:
+        lines.append("  seeding:    off" + ("" if s.enable is False else " (needs planning: no later phase)"))
+    lines.append(
+        f"  sharpening: on  novelty_weight={a.novelty_weight} max_ratio={a.max_ratio}"
+        if a.enable
+        else "  sharpening: off"
+    )
+    return "\n".join(lines)
+
+
+@register_trainer(TRAINER_MODE)
+class XRPOTrainer(PPOTrainerSync):
+    def __init__(self, config: DictConfig):
+        self.xrpo = xrpo_settings(config.algorithm)
+        check_supported(config, self.xrpo)
+        self.planner = RolloutPlanner(self.xrpo.planning, config.actor_rollout_ref.rollout.n)
+        self.bank = self._new_bank() if self.xrpo.seeding.enable else None
+        self.rollouts_drawn = 0
+        self.validation_questions: list[str] = []
+        self._phases: PhasedRollout | None = None
+        # TaskRunnerV1 reads the manager class from this same config object after the trainer is built.
+        with open_dict(config):
+            config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = MANAGER_PATH
+        super().__init__(config)
+        print(describe(self.xrpo, self.planner, config), flush=True)
+
+    def _new_bank(self) -> ExemplarBank:
+        seeding = self.xrpo.seeding
+        bank = ExemplarBank(
+            max_size=seeding.bank_size, retriever=make_retriever(seeding), min_score=seeding.min_score
+        )
+        if seeding.preload_path:
+            added = bank.preload(seeding.preload_path)
+            logger.info("XRPO: preloaded %d curated exemplars from %s", added, seeding.preload_path)
+        return bank
+
+    def _build_replay_buffer(self):
+        # verl compares trainer_mode with the literal "sync" (replay buffer, data loader, checkpoints).
+        self.trainer_mode = "sync"
+        return super()._build_replay_buffer()
+
+    def _init_dataloader(self):
+        super()._init_dataloader()
+        if self.bank is not None:
+            prompt_key = self.config.data.get("prompt_key", "prompt")
+            self.validation_questions = dataset_questions(self.val_dataset, prompt_key)
+            self.bank.block_questions(self.validation_questions)
+            logger.info(
+                "XRPO: %d validation questions barred from the exemplar bank", len(self.validation_questions)
+            )
+
+    # ---- generation -------------------------------------------------------------------------
+
+    def prepare_step(self) -> dict:
+        if self._phases is None:
+            self._phases = PhasedRollout(
+                self.xrpo,
+                self.planner,
+                self.bank,
+                self.tokenizer,
+                max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
+                submit=self._submit_batch_to_rollout,
+            )
+        batch = self._next_train_batch()
+        with marked_timer("gen", self.timing_raw):
+            report = self._phases.run(batch, step=self.global_steps, rollouts_drawn=self.rollouts_drawn)
+        self.rollouts_drawn += report.rollouts
+        return report.metrics
+
+    # ---- advantage ----------------------------------------------------------------------------
+
+    def _compute_advantage(self, batch, metrics: dict):
+        start = time.perf_counter()
+        log_probs = self._sampling_log_probs(batch) if self.xrpo.sharpening.enable else None
+        with sampling_log_probs(log_probs) as call:
+            batch = super()._compute_advantage(batch, metrics)
+        if call.result is not None:
+            metrics.update(advantage_metrics(call.result))
+        metrics["timing_s/xrpo_advantage"] = time.perf_counter() - start
+        return batch
+
+    def _sampling_log_probs(self, batch) -> torch.Tensor | None:
+        """The step's old_log_probs (else the rollout engine's), padded as verl's advantage step pads."""
+        data = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=["old_log_probs", "rollout_log_probs"],
+        )
+        for name in ("old_log_probs", "rollout_log_probs"):
+            if name in data:
+                return data.select(name).to_padded_tensor()[name]
+        return None
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def _save_checkpoint(self):
+        folder = os.path.join(
+            self.config.trainer.default_local_dir, f"global_step_{self.global_steps}", STATE_FOLDER
+        )
+        os.makedirs(folder, exist_ok=True)
+        if self.bank is not None:
+            self.bank.save(os.path.join(folder, BANK_FILE))
+        with open(os.path.join(folder, STATE_FILE), "w") as handle:
+            json.dump({"rollouts_drawn": self.rollouts_drawn, "global_steps": self.global_steps}, handle)
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps == 0:
+            return
+        folder = os.path.join(resumed_step_folder(self.config, self.global_steps), STATE_FOLDER)
+        state_path = os.path.join(folder, STATE_FILE)
+        if not os.path.exists(state_path):
+            raise FileNotFoundError(
+                f"XRPO: the checkpoint being resumed has no XRPO state ({state_path}); it was not written "
+                f"by an "
+                f"XRPO run. Resume it with the estimator it was trained with, or start fresh "
+                f"(trainer.resume_mode=disable)."
+            )
+        with open(state_path) as handle:
+            self.rollouts_drawn = int(json.load(handle)["rollouts_drawn"])
+        if self.bank is not None:
+            restored = ExemplarBank.load(
+                os.path.join(folder, BANK_FILE),
+                retriever=make_retriever(self.xrpo.seeding),
+                min_score=self.xrpo.seeding.min_score,
+            )
+            restored.block_questions(self.validation_questions)
+            self.bank = restored
+            logger.info("XRPO: restored an exemplar bank of %d from %s", len(self.bank), folder)
+
+
+def resumed_step_folder(config: DictConfig, global_steps: int) -> str:
+    if config.trainer.resume_mode == "resume_path":
+        return os.path.abspath(config.trainer.resume_from_path)
+    return os.path.join(os.path.abspath(config.trainer.default_local_dir), f"global_step_{global_steps}")
+
+
+def dataset_questions(dataset: Any, prompt_key: str) -> list[str]:
+    """The question text of every prompt of a dataset (verl's RLHFDataset keeps its rows in .dataframe)."""
+    frame = getattr(dataset, "dataframe", None)
+    if frame is None:
+        return []
+    column = frame[prompt_key] if not isinstance(frame, pd.DataFrame) else frame[prompt_key].tolist()
+    return [question_text(messages) for messages in column]
+
+
+def advantage_metrics(result: AdvantageResult) -> dict[str, float]:
+    final = result.base + result.bonus
+    sharpened = result.sharpened
+    return {
+        "xrpo/useful_rollout_share": float((final != 0).float().mean()),
+        "xrpo/sharpening/share_sharpened": float(sharpened.float().mean()),
+        "xrpo/sharpening/mean_bonus": float(result.bonus[sharpened].mean()) if bool(sharpened.any()) else 0.0,
+    }
