@@ -80,11 +80,20 @@ def test_the_shipped_yaml_declares_exactly_the_defaults():
     assert OmegaConf.to_container(composed) == XRPOConfig().to_dict()
 
 
-@pytest.mark.parametrize("trainer_mode", [None, "colocate_async"])
-def test_for_other_estimators_nothing_else_in_verls_config_changes(trainer_mode):
-    overrides = ["algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=8"]
-    if trainer_mode:
-        overrides.append(f"trainer.v1.trainer_mode={trainer_mode}")
+GSPO = [
+    "actor_rollout_ref.actor.policy_loss.loss_mode=gspo",
+    "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean",
+    "actor_rollout_ref.actor.clip_ratio_low=0.0003",
+    "actor_rollout_ref.actor.clip_ratio_high=0.0004",
+    "actor_rollout_ref.actor.use_kl_loss=false",
+]
+
+
+@pytest.mark.parametrize(
+    "extra", [[], GSPO, ["trainer.v1.trainer_mode=colocate_async"]], ids=["grpo", "gspo", "grpo-async"]
+)
+def test_for_other_estimators_nothing_else_in_verls_config_changes(extra):
+    overrides = ["algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=8", *extra]
     ours = OmegaConf.to_container(compose_verl(overrides), resolve=True)
     with without_xrpo_search_path():
         verls = OmegaConf.to_container(compose_verl(overrides), resolve=True)

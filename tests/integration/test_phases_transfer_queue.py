@@ -8,16 +8,12 @@ seeding of all-fail prompts, and the bank learning from correct rollouts.
 
 from __future__ import annotations
 
-import os
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 import transfer_queue as tq
-from hydra import compose, initialize_config_module
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.utils import tensordict_utils as tu
@@ -28,57 +24,8 @@ from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.phases import PhasedRollout
 from verl_xrpo.integration.rollout import XRPOAgentLoopManager
-from verl_xrpo.toy.model import build_toy_model_dir
 
-REPO = Path(__file__).resolve().parents[2]
-ROLLOUT_N = 6
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(
-        num_cpus=8,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}},
-    )
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        tq_conf = compose(config_name="ppo_trainer").transfer_queue
-    tq_conf.enable = True
-    tq_conf.backend.SimpleStorage.num_data_storage_units = 1
-    tq.init(tq_conf)
-    yield tmp_path_factory.mktemp("xrpo")
-    tq.close()
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def verl_config(cluster):
-    model_dir = build_toy_model_dir(cluster / "model")
-    loops = cluster / "agent_loops.yaml"
-    loops.write_text(
-        "- name: scripted\n  _target_: tests.integration.scripted_agent_loop.ScriptedAgentLoop\n"
-    )
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        config = compose(
-            config_name="ppo_trainer",
-            overrides=[
-                "algorithm.adv_estimator=xrpo",
-                f"actor_rollout_ref.model.path={model_dir}",
-                f"actor_rollout_ref.rollout.n={ROLLOUT_N}",
-                "actor_rollout_ref.rollout.prompt_length=400",
-                "actor_rollout_ref.rollout.agent.num_workers=1",
-                "actor_rollout_ref.rollout.name=vllm",
-                "actor_rollout_ref.rollout.agent.default_agent_loop=scripted",
-                f"actor_rollout_ref.rollout.agent.agent_loop_config_path={loops}",
-                "algorithm.xrpo.planning.n_base=3",
-                "algorithm.xrpo.planning.ucb_lambda=1.0",
-            ],
-        )
-    with open_dict(config):
-        config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = None
-    return config
+from .conftest import ROLLOUT_N
 
 
 @pytest.fixture(scope="module")

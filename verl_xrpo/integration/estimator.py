@@ -24,6 +24,7 @@ from verl_xrpo.core.advantage import AdvantageResult, compute_advantage
 ESTIMATOR_NAME = "xrpo"
 logger = logging.getLogger(__name__)
 _warned_no_log_probs = False
+_warned_outside_trainer = False
 
 
 @dataclass
@@ -103,6 +104,8 @@ def compute_xrpo_outcome_advantage(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """verl estimator signature: returns (advantages, returns), both (N, T)."""
     call = _current_call.get()
+    if call is None:
+        _warn_once_outside_xrpo_trainer(config)
     if old_log_probs is None and call is not None and call.log_probs is not None:
         if call.log_probs.shape != token_level_rewards.shape:
             raise RuntimeError(
@@ -137,6 +140,18 @@ def register() -> None:
 def _get(config: Any, key: str, default: Any = None) -> Any:
     getter = getattr(config, "get", None)
     return getter(key, default) if getter is not None else getattr(config, key, default)
+
+
+def _warn_once_outside_xrpo_trainer(config: Any) -> None:
+    global _warned_outside_trainer
+    settings = xrpo_settings(config)
+    if not _warned_outside_trainer and (settings.planning.enable or settings.seeding.enable):
+        logger.warning(
+            "XRPO: the xrpo estimator is running outside XRPO's trainer (was trainer.v1.trainer_mode set by "
+            "hand?), so rollout planning and seeding are not happening; only the advantage is XRPO's. "
+            "Leave trainer.v1.trainer_mode unset (it follows algorithm.adv_estimator)."
+        )
+        _warned_outside_trainer = True
 
 
 def _warn_once_without_log_probs() -> None:

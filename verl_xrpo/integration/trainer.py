@@ -124,7 +124,6 @@ class XRPOTrainer(PPOTrainerSync):
         self.bank = self._new_bank() if self.xrpo.seeding.enable else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
-        self._phases: PhasedRollout | None = None
         # TaskRunnerV1 reads the manager class from this same config object after the trainer is built.
         with open_dict(config):
             config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = MANAGER_PATH
@@ -159,18 +158,17 @@ class XRPOTrainer(PPOTrainerSync):
     # ---- generation -------------------------------------------------------------------------
 
     def prepare_step(self) -> dict:
-        if self._phases is None:
-            self._phases = PhasedRollout(
-                self.xrpo,
-                self.planner,
-                self.bank,
-                self.tokenizer,
-                max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
-                submit=self._submit_batch_to_rollout,
-            )
+        phases = PhasedRollout(
+            self.xrpo,
+            self.planner,
+            self.bank,
+            self.tokenizer,
+            max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
+            submit=self._submit_batch_to_rollout,
+        )
         batch = self._next_train_batch()
         with marked_timer("gen", self.timing_raw):
-            report = self._phases.run(batch, step=self.global_steps, rollouts_drawn=self.rollouts_drawn)
+            report = phases.run(batch, step=self.global_steps, rollouts_drawn=self.rollouts_drawn)
         self.rollouts_drawn += report.rollouts
         return report.metrics
 
@@ -201,39 +199,44 @@ class XRPOTrainer(PPOTrainerSync):
     # ---- checkpoints --------------------------------------------------------------------------
 
     def _save_checkpoint(self):
-        folder = os.path.join(
-            self.config.trainer.default_local_dir, f"global_step_{self.global_steps}", STATE_FOLDER
-        )
+        # Written before verl records this step as the latest checkpoint, so that never points
+        # at a checkpoint without XRPO's state.
+        step_folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        self.save_xrpo_state(os.path.join(step_folder, STATE_FOLDER))
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps > 0:
+            step_folder = resumed_step_folder(self.config, self.global_steps)
+            self.load_xrpo_state(os.path.join(step_folder, STATE_FOLDER))
+
+    def save_xrpo_state(self, folder: str) -> None:
         os.makedirs(folder, exist_ok=True)
         if self.bank is not None:
             self.bank.save(os.path.join(folder, BANK_FILE))
         with open(os.path.join(folder, STATE_FILE), "w") as handle:
             json.dump({"rollouts_drawn": self.rollouts_drawn, "global_steps": self.global_steps}, handle)
-        super()._save_checkpoint()
 
-    def _load_checkpoint(self):
-        super()._load_checkpoint()
-        if self.global_steps == 0:
-            return
-        folder = os.path.join(resumed_step_folder(self.config, self.global_steps), STATE_FOLDER)
+    def load_xrpo_state(self, folder: str) -> None:
         state_path = os.path.join(folder, STATE_FILE)
         if not os.path.exists(state_path):
             raise FileNotFoundError(
-                f"XRPO: the checkpoint being resumed has no XRPO state ({state_path}); it was not written "
-                f"by an "
-                f"XRPO run. Resume it with the estimator it was trained with, or start fresh "
-                f"(trainer.resume_mode=disable)."
+                f"XRPO: the checkpoint being resumed has no XRPO state ({state_path}); it was not "
+                f"written by an XRPO run. Resume it with the estimator it was trained with, or start "
+                f"fresh (trainer.resume_mode=disable)."
             )
         with open(state_path) as handle:
             self.rollouts_drawn = int(json.load(handle)["rollouts_drawn"])
         if self.bank is not None:
-            restored = ExemplarBank.load(
+            seeding = self.xrpo.seeding
+            self.bank = ExemplarBank.load(
                 os.path.join(folder, BANK_FILE),
-                retriever=make_retriever(self.xrpo.seeding),
-                min_score=self.xrpo.seeding.min_score,
+                retriever=make_retriever(seeding),
+                min_score=seeding.min_score,
+                blocked_questions=self.validation_questions,
+                max_size=seeding.bank_size,
             )
-            restored.block_questions(self.validation_questions)
-            self.bank = restored
             logger.info("XRPO: restored an exemplar bank of %d from %s", len(self.bank), folder)
 
 

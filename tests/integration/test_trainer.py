@@ -1,0 +1,156 @@
+"""XRPO's trainer against verl's real config, TransferQueue and Ray (no workers or model started)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import ray
+import torch
+import transfer_queue as tq
+from omegaconf import open_dict
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+from verl_xrpo.config import XRPOConfigError
+from verl_xrpo.core.advantage import compute_advantage
+from verl_xrpo.integration.rollout import MANAGER_PATH
+from verl_xrpo.integration.trainer import STATE_FILE, XRPOTrainer
+
+from .conftest import ROLLOUT_N
+
+
+def trainer_config(verl_config, **changes):
+    config = copy.deepcopy(verl_config)
+    with open_dict(config):
+        config.trainer.v1.trainer_mode = "xrpo"
+        for dotted, value in changes.items():
+            node = config
+            *parents, leaf = dotted.split(".")
+            for parent in parents:
+                node = node[parent]
+            node[leaf] = value
+    return config
+
+
+def test_builds_and_says_what_is_on(verl_config, capsys):
+    config = trainer_config(verl_config)
+    trainer = XRPOTrainer(config)
+    printed = capsys.readouterr().out
+    assert (
+        "planning:   on  n_base=3" in printed and "seeding:    on" in printed and "sharpening: on" in printed
+    )
+    assert trainer.trainer_mode == "sync"  # what verl's own branches expect
+    # verl's TaskRunner builds the agent-loop manager from this same config object afterwards.
+    assert config.actor_rollout_ref.rollout.agent.agent_loop_manager_class == MANAGER_PATH
+    assert trainer.planner.step_budget(4) == 4 * ROLLOUT_N
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"algorithm.xrpo.planning.n_base": 7}, r"planning\.n_base=7 is above the budget of rollout\.n=6"),
+        ({"algorithm.xrpo.planning.n_max": 5}, r"planning\.n_max=5 is below rollout\.n=6"),
+        ({"algorithm.xrpo.sharpening.max_ratio": -1}, r"sharpening\.max_ratio=-1\.0"),
+        ({"algorithm.filter_groups.enable": True}, "DAPO dynamic sampling"),
+        ({"reward.reward_model.enable": True}, "enable_resource_pool=true"),
+        ({"algorithm.adv_estimator": "grpo"}, "needs algorithm.adv_estimator=xrpo"),
+        ({"actor_rollout_ref.rollout.agent.agent_loop_manager_class": "my.Manager"}, "needs its own manager"),
+        (
+            {"algorithm.xrpo.seeding.preload_path": "/no/such/file.parquet"},
+            "preload_path='/no/such/file.parquet'",
+        ),
+    ],
+)
+def test_impossible_settings_stop_before_any_worker_starts(verl_config, changes, message):
+    with pytest.raises(XRPOConfigError, match=message):
+        XRPOTrainer(trainer_config(verl_config, **changes))
+
+
+def put_trajectories(step: int, group_sizes: list[int], seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    keys, fields = [], []
+    for g, size in enumerate(group_sizes):
+        for session in range(size):
+            length = int(torch.randint(2, 9, (1,), generator=gen))
+            correct = float(torch.rand(1, generator=gen) < 0.5)
+            rm = torch.zeros(length)
+            rm[-1] = correct
+            keys.append(f"adv{step}g{g}_{session}_0")
+            fields.append(
+                {
+                    "uid": f"adv{step}g{g}",
+                    "response_mask": torch.ones(length, dtype=torch.int64),
+                    "rm_scores": rm,
+                    "old_log_probs": -torch.rand(length, generator=gen) * 3,
+                }
+            )
+    tq.kv_batch_put(
+        keys=keys,
+        partition_id="train",
+        fields=list_of_dict_to_tensordict(fields),
+        tags=[{"status": "success"}] * len(keys),
+    )
+    return keys, fields
+
+
+def test_advantage_step_uses_old_log_probs_and_reports(verl_config):
+    trainer = XRPOTrainer(trainer_config(verl_config))
+    keys, fields = put_trajectories(step=1, group_sizes=[4, 6, 1, 5])
+    metrics: dict = {}
+    batch = tq.KVBatchMeta(keys=keys, tags=[{"status": "success"}] * len(keys), partition_id="train")
+    trainer._compute_advantage(batch, metrics)
+
+    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
+    got = [row for row in stored["advantages"].unbind()]
+    width = max(len(f["rm_scores"]) for f in fields)
+    pad = lambda t: torch.nn.functional.pad(t, (0, width - len(t)))  # noqa: E731
+    expected = compute_advantage(
+        torch.stack([pad(f["rm_scores"]) for f in fields]),
+        torch.stack([pad(f["response_mask"]) for f in fields]),
+        np.array([f["uid"] for f in fields], dtype=object),
+        torch.stack([pad(f["old_log_probs"]) for f in fields]),
+    )
+    for row, (values, f) in enumerate(zip(got, fields, strict=True)):
+        torch.testing.assert_close(values, expected.advantages[row, : len(f["rm_scores"])])
+    assert bool(expected.sharpened.any())  # the check above covered sharpened rows
+    for name in (
+        "xrpo/useful_rollout_share",
+        "xrpo/sharpening/share_sharpened",
+        "xrpo/sharpening/mean_bonus",
+        "timing_s/xrpo_advantage",
+    ):
+        assert name in metrics
+    assert 0 < metrics["xrpo/sharpening/share_sharpened"] <= metrics["xrpo/useful_rollout_share"] <= 1
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_state_round_trips_through_a_checkpoint_folder(verl_config, tmp_path):
+    trainer = XRPOTrainer(trainer_config(verl_config))
+    trainer.global_steps, trainer.rollouts_drawn = 7, 1234
+    trainer.bank.add("What is 6 times 7?", "6 * 7 = 42")
+    trainer.bank.add("A validation question?", "leak")
+    trainer.save_xrpo_state(str(tmp_path / "xrpo"))
+    assert json.loads((tmp_path / "xrpo" / STATE_FILE).read_text())["rollouts_drawn"] == 1234
+
+    resumed = XRPOTrainer(trainer_config(verl_config))
+    resumed.validation_questions = ["a validation question?"]
+    resumed.load_xrpo_state(str(tmp_path / "xrpo"))
+    assert resumed.rollouts_drawn == 1234
+    assert [e.question for e in resumed.bank] == ["What is 6 times 7?"]  # the leakage guard re-applied
+    with pytest.raises(FileNotFoundError, match="has no XRPO state"):
+        resumed.load_xrpo_state(str(tmp_path / "elsewhere"))
+
+
+@ray.remote
+def registered_in_a_ray_worker() -> tuple[str, str]:
+    import verl  # noqa: F401  (verl imports its plugins, ours among them)
+    from verl.trainer.ppo import core_algos
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    return core_algos.get_adv_estimator_fn("xrpo").__module__, get_trainer_cls("xrpo").__name__
+
+
+def test_plugin_registers_inside_a_ray_worker(cluster):
+    assert ray.get(registered_in_a_ray_worker.remote()) == ("verl_xrpo.integration.estimator", "XRPOTrainer")
