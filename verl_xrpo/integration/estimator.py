@@ -144,8 +144,10 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
 
 def _warn_once_outside_xrpo_trainer(config: Any) -> None:
     global _warned_outside_trainer
+    if _warned_outside_trainer:
+        return
     settings = xrpo_settings(config)
-    if not _warned_outside_trainer and (settings.planning.enable or settings.seeding.enable):
+    if settings.planning.enable or settings.seeding.enable:
         logger.warning(
             "XRPO: the xrpo estimator is running outside XRPO's trainer (was trainer.v1.trainer_mode set by "
             "hand?), so rollout planning and seeding are not happening; only the advantage is XRPO's. "
