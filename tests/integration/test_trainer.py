@@ -6,6 +6,7 @@ import copy
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import ray
 import torch
@@ -154,3 +155,23 @@ def registered_in_a_ray_worker() -> tuple[str, str]:
 
 def test_plugin_registers_inside_a_ray_worker(cluster):
     assert ray.get(registered_in_a_ray_worker.remote()) == ("verl_xrpo.integration.estimator", "XRPOTrainer")
+
+
+def test_validation_questions_come_from_verls_dataset(verl_config, toy_tokenizer, tmp_path):
+    from verl.trainer.ppo.utils import create_rl_dataset
+
+    from verl_xrpo.integration.trainer import dataset_questions
+
+    questions = ["What is 2 + 2?", "Name a prime above 10."]
+    path = tmp_path / "val.parquet"
+    rows = [
+        {
+            "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}],
+            "data_source": "toy",
+            "reward_model": {"ground_truth": "4"},
+        }
+        for q in questions
+    ]
+    pd.DataFrame(rows).to_parquet(path)
+    dataset = create_rl_dataset([str(path)], verl_config.data, toy_tokenizer, None, is_train=False)
+    assert dataset_questions(dataset, verl_config.data.prompt_key) == questions
