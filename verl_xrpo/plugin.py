@@ -1,9 +1,11 @@
 """Entry point of the ``verl.plugins`` group: verl imports it in every process at ``import verl``.
 
-It registers the ``xrpo`` advantage estimator, the ``xrpo`` V1 trainer (which verl's TaskRunner
-looks up by name) and the OmegaConf resolver that picks that trainer for the xrpo estimator.
-verl swallows plugin import errors at DEBUG level, so failures are logged loudly here before they
-propagate; otherwise ``algorithm.adv_estimator=xrpo`` would later fail with a bare "unknown" error.
+It decides CPU mode for the process (``verl_xrpo.cpu.mode``: on only without an accelerator, or
+when asked), registers the ``xrpo`` advantage estimator, the ``xrpo`` V1 trainer (which verl's
+TaskRunner looks up by name) and the OmegaConf resolver that picks that trainer for the xrpo
+estimator. verl swallows plugin import errors at DEBUG level, so failures are logged loudly here
+before they propagate; otherwise ``algorithm.adv_estimator=xrpo`` would later fail with a bare
+"unknown" error.
 """
 
 import logging
@@ -11,9 +13,13 @@ import logging
 _log = logging.getLogger("verl_xrpo")
 
 try:
+    from verl_xrpo.cpu.mode import activate as activate_cpu_mode
+    from verl_xrpo.cpu.preflight import refuse_broken_cpu_run
     from verl_xrpo.integration.estimator import register
     from verl_xrpo.integration.hydra_config import register_resolvers
 
+    if activate_cpu_mode():
+        refuse_broken_cpu_run()
     register()
     register_resolvers()
     import verl_xrpo.integration.trainer  # noqa: F401  (registers trainer.v1.trainer_mode=xrpo)

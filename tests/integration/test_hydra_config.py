@@ -92,7 +92,8 @@ GSPO = [
 @pytest.mark.parametrize(
     "extra", [[], GSPO, ["trainer.v1.trainer_mode=colocate_async"]], ids=["grpo", "gspo", "grpo-async"]
 )
-def test_for_other_estimators_nothing_else_in_verls_config_changes(extra):
+def test_for_other_estimators_nothing_else_in_verls_config_changes(extra, monkeypatch):
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)  # as on a GPU machine: no CPU mode
     overrides = ["algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=8", *extra]
     ours = OmegaConf.to_container(compose_verl(overrides), resolve=True)
     with without_xrpo_search_path():
@@ -100,6 +101,36 @@ def test_for_other_estimators_nothing_else_in_verls_config_changes(extra):
     assert "xrpo" not in verls["algorithm"]
     del ours["algorithm"]["xrpo"]
     assert ours == verls
+
+
+def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(leaves(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_cpu_mode_changes_exactly_the_cpu_preset(monkeypatch):
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    overrides = ["algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=8"]
+    ours = leaves(OmegaConf.to_container(compose_verl(overrides), resolve=True))
+    with without_xrpo_search_path():
+        verls = leaves(OmegaConf.to_container(compose_verl(overrides), resolve=True))
+    preset = leaves(yaml.safe_load((Path(verl_xrpo.__file__).parent / "conf/xrpo/cpu_mode.yaml").read_text()))
+    changed = {key: value for key, value in ours.items() if verls.get(key, "absent") != value}
+    changed = {key: value for key, value in changed.items() if not key.startswith("algorithm.xrpo.")}
+    followers = {  # verl interpolates these from keys of the preset
+        "actor_rollout_ref.ref.strategy": "fsdp2",
+        "actor_rollout_ref.actor.use_remove_padding": False,
+        "actor_rollout_ref.rollout.n_gpus_per_node": 1,
+    }
+    assert changed == {**{k: v for k, v in preset.items() if verls.get(k) != v}, **followers}
+    assert ours["actor_rollout_ref.actor.strategy"] == "fsdp2"
+    # the user's word still wins over the preset
+    assert compose_verl([*overrides, "trainer.n_gpus_per_node=2"]).trainer.n_gpus_per_node == 2
 
 
 def test_patch_is_refused_when_verl_changes_shape():

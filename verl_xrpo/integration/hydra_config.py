@@ -17,6 +17,8 @@ SELF_ENTRY = "  - _self_\n"
 # The settings group goes before _self_ (verl's own keys win); the trainer choice after it, so that
 # it replaces verl's default trainer_mode with one that follows algorithm.adv_estimator.
 XRPO_ENTRIES = "  - xrpo@algorithm.xrpo: xrpo\n" + SELF_ENTRY + "  - xrpo/select_trainer\n"
+# verl_xrpo/conf/xrpo/cpu_mode.yaml, only in CPU mode (verl_xrpo.cpu.mode); after the trainer choice.
+CPU_MODE_ENTRY = "  - xrpo/cpu_mode\n"
 
 TRAINER_MODE = "xrpo"
 VERL_DEFAULT_TRAINER_MODE = "sync"
@@ -35,18 +37,19 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("xrpo_trainer_mode", trainer_mode_for)
 
 
-def with_xrpo_group(verl_yaml: str) -> str:
-    """verl's config text with XRPO's two defaults entries around ``_self_``."""
-    if XRPO_ENTRIES in verl_yaml:
-        return verl_yaml
+def with_xrpo_group(verl_yaml: str, cpu_mode: bool = False) -> str:
+    """verl's config text with XRPO's defaults entries around ``_self_`` (and CPU mode's preset)."""
+    entries = XRPO_ENTRIES + (CPU_MODE_ENTRY if cpu_mode else "")
     head, sep, tail = verl_yaml.partition(SELF_ENTRY)
     if not sep:
         raise ValueError("no '  - _self_' entry in the defaults list")
-    return f"{head}{XRPO_ENTRIES}{tail}"
+    return f"{head}{entries}{tail}"
 
 
-def trainer_config_dir() -> Path | None:
+def trainer_config_dir(cpu_mode: bool | None = None) -> Path | None:
     """A folder holding verl's trainer configs with the XRPO group, made once per verl install.
+
+    ``cpu_mode`` (default: whether this process is in CPU mode) adds the CPU preset.
 
     Returns None (and logs why) if verl's configs cannot be read or have an unexpected shape; Hydra
     then composes verl's own configs, and ``algorithm.xrpo.*`` overrides need a leading ``+``.
@@ -54,7 +57,11 @@ def trainer_config_dir() -> Path | None:
     try:
         source = resources.files("verl.trainer.config")
         texts = {name: (source / name).read_text() for name in TRAINER_CONFIGS}
-        patched = {name: with_xrpo_group(text) for name, text in texts.items()}
+        if cpu_mode is None:
+            from verl_xrpo.cpu.mode import is_active
+
+            cpu_mode = is_active()
+        patched = {name: with_xrpo_group(text, cpu_mode) for name, text in texts.items()}
     except (OSError, ModuleNotFoundError, ValueError) as error:
         logger.error("verl-xrpo: cannot add algorithm.xrpo to verl's trainer config (%s)", error)
         return None
