@@ -16,7 +16,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from verl_xrpo.config import XRPOConfigError
 from verl_xrpo.core.advantage import compute_advantage
-from verl_xrpo.integration.rollout import MANAGER_PATH
+from verl_xrpo.integration.request_keys import MANAGER_PATH
 from verl_xrpo.integration.trainer import STATE_FILE, XRPOTrainer
 
 from .conftest import ROLLOUT_N
@@ -175,3 +175,11 @@ def test_validation_questions_come_from_verls_dataset(verl_config, toy_tokenizer
     pd.DataFrame(rows).to_parquet(path)
     dataset = create_rl_dataset([str(path)], verl_config.data, toy_tokenizer, None, is_train=False)
     assert dataset_questions(dataset, verl_config.data.prompt_key) == questions
+
+
+def test_manager_path_names_the_xrpo_agent_loop_manager():
+    from verl.utils.import_utils import load_class_from_fqn
+
+    from verl_xrpo.integration.rollout import XRPOAgentLoopManager
+
+    assert load_class_from_fqn(MANAGER_PATH) is XRPOAgentLoopManager

@@ -23,7 +23,7 @@ from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
-from verl_xrpo.integration.rollout import ROLLOUT_N_KEY, SESSION_OFFSET_KEY
+from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ import transfer_queue as tq
 from verl.experimental.agent_loop import AgentLoopWorker
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
-SESSION_OFFSET_KEY = "__session_offset__"
-ROLLOUT_N_KEY = "__rollout_n__"  # read by verl's _run_prompt: rollouts for this prompt in this submission
+from verl_xrpo.integration.request_keys import SESSION_OFFSET_KEY
 
 
 class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors cannot be subclassed directly
@@ -55,6 +54,3 @@ class XRPOAgentLoopManager(AgentLoopManagerTQ):
         super().__init__(*args, **kwargs)
         # Workers are created later, in create(); verl's base only sets this class if it is unset.
         self.agent_loop_workers_class = XRPOAgentLoopWorker
-
-
-MANAGER_PATH = f"{XRPOAgentLoopManager.__module__}.{XRPOAgentLoopManager.__qualname__}"

@@ -36,7 +36,7 @@ from verl_xrpo.core.retrieval import make_retriever
 from verl_xrpo.integration.estimator import ESTIMATOR_NAME, sampling_log_probs, xrpo_settings
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
 from verl_xrpo.integration.phases import PhasedRollout, question_text
-from verl_xrpo.integration.rollout import MANAGER_PATH
+from verl_xrpo.integration.request_keys import MANAGER_PATH
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
