@@ -13,17 +13,23 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from verl_xrpo.toy.tokenizer import build_toy_tokenizer
 
+# vLLM's CPU attention supports head sizes from 32 up; smaller heads fail at the first generation.
+HEAD_DIM = 32
+
 
 def toy_qwen2_config(
     tokenizer: PreTrainedTokenizerFast, hidden_size: int = 64, layers: int = 2
 ) -> Qwen2Config:
+    if hidden_size % HEAD_DIM:
+        raise ValueError(f"hidden_size must be a multiple of {HEAD_DIM} (vLLM's smallest head size)")
+    heads = hidden_size // HEAD_DIM
     return Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,

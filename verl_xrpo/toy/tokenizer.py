@@ -2,14 +2,19 @@
 
 Byte-level, so it encodes any text; a few hundred tokens, because vocabulary size dominates the
 cost of a tiny model on CPU. Used by the tests and by CPU runs, where no hub is reachable.
+
+It pre-tokenizes exactly like Qwen2's tokenizer (digits one by one), because next to a Qwen2
+config ``AutoTokenizer`` (so verl and vLLM) loads it as ``Qwen2Tokenizer``, which rebuilds the
+pre-tokenizer its own way: any other choice would give the model different ids at run time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML_TEMPLATE = (
@@ -38,7 +43,13 @@ def build_toy_tokenizer(
     vocab_size: int = 384, corpus: Iterable[str] | None = None
 ) -> PreTrainedTokenizerFast:
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
