@@ -118,6 +118,7 @@ def test_phases_conserve_budget_and_keep_groups_whole(verl_config, manager):
         assert key.startswith(f"{uid}_{session}_")  # one prompt group per uid, as verl's estimator sees it
     assert report.rollouts == len(keys)
     assert report.metrics["xrpo/rollouts_per_prompt/mean"] == ROLLOUT_N
+    assert report.metrics["xrpo/phases_run"] == verl_config.algorithm.xrpo.planning.num_phases
     mixed = [u for u, r in zip(uids, rates, strict=True) if 0 < r < 1]
     assert np.mean([len(sessions[u]) for u in mixed]) > ROLLOUT_N - 1
     tq.kv_clear(keys=keys, partition_id="train")

@@ -88,7 +88,7 @@ class PhasedRollout:
             batch, records, np.arange(len(uids)), counts, np.zeros_like(counts), {}, timing, label="phase 1"
         )
         zero_variance_before = _zero_variance_share(records)
-        seeded_prompts = 0
+        seeded_prompts, phases_run = 0, 1
         for phase, budget in enumerate(self.planner.phase_budgets(len(uids)), start=2):
             start = time.perf_counter()
             plan = self.planner.plan_phase(
@@ -109,11 +109,13 @@ class PhasedRollout:
                 batch, records, rows, plan.extra[rows], counts[rows], seeded, timing, label=f"phase {phase}"
             )
             counts = counts + plan.extra
+            phases_run += 1
         per_prompt = np.array([len(r.correct) for r in records])
         metrics = {
             "xrpo/rollouts_per_prompt/mean": float(per_prompt.mean()),
             "xrpo/rollouts_per_prompt/min": float(per_prompt.min()),
             "xrpo/rollouts_per_prompt/max": float(per_prompt.max()),
+            "xrpo/phases_run": float(phases_run),
             "xrpo/zero_variance_share/before_planning": zero_variance_before,
             "xrpo/zero_variance_share/after_planning": _zero_variance_share(records),
             "xrpo/seeding/prompts_seeded": float(seeded_prompts),

@@ -1,0 +1,374 @@
+"""The main job: a short XRPO training with stock verl on the embedded toy setup.
+
+It prepares, in the run folder, a warm-started tiny Qwen2 model and reasoning-gym arithmetic data
+(nothing is downloaded), then runs the ordinary
+
+    python -m verl.trainer.main_ppo algorithm.adv_estimator=xrpo ...
+
+as a child process, with verl's output in ``<run>/train.log``. It prints one line per training
+step from verl's metrics (``<run>/metrics.jsonl``) and a summary at the end (also written to
+``<run>/summary.json``); both cover the steps of this invocation. Running it again with more
+``--steps`` resumes from the last checkpoint, exemplar bank included; ``--fresh`` starts over.
+Anything after ``--`` is passed to verl as Hydra overrides, and wins over the defaults here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from verl_xrpo.toy import tasks
+from verl_xrpo.toy.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+
+ESTIMATORS = ("xrpo", "grpo")
+REWARD_FILE = Path(__file__).with_name("reward.py")
+LOG_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def train_data(self) -> Path:
+        return self.root / "data" / "train.parquet"
+
+    @property
+    def val_data(self) -> Path:
+        return self.root / "data" / "val.parquet"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+
+@dataclass(frozen=True)
+class ToyRun:
+    """What the main job trains; ``overrides`` renders it as verl Hydra overrides."""
+
+    paths: RunPaths
+    steps: int = 8
+    estimator: str = "xrpo"
+    seed: int = 0
+    prompts_per_step: int = 8
+    rollouts_per_prompt: int = 8
+    train_size: int = 256
+    val_size: int = 32
+    save_freq: int = 0  # 0: only at the end
+
+    def overrides(self) -> list[str]:
+        p = self.paths
+        micro = self.prompts_per_step * self.rollouts_per_prompt
+        save_freq = self.save_freq or self.steps
+        return [
+            f"algorithm.adv_estimator={self.estimator}",
+            f"data.train_files={p.train_data}",
+            f"data.val_files={p.val_data}",
+            f"data.train_batch_size={self.prompts_per_step}",
+            "data.max_prompt_length=64",
+            "data.max_response_length=16",
+            f"data.seed={self.seed}",
+            f"actor_rollout_ref.model.path={p.model}",
+            "actor_rollout_ref.actor.optim.lr=1e-4",
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={self.prompts_per_step}",
+            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
+            "actor_rollout_ref.actor.use_kl_loss=false",
+            "algorithm.use_kl_in_reward=false",
+            "actor_rollout_ref.rollout.name=vllm",
+            f"actor_rollout_ref.rollout.n={self.rollouts_per_prompt}",
+            # seeded prompts carry exemplars: room beyond the data's own prompt length
+            "actor_rollout_ref.rollout.prompt_length=192",
+            "actor_rollout_ref.rollout.gpu_memory_utilization=0.5",
+            f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
+            f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
+            "algorithm.xrpo.planning.n_base=4",
+            f"reward.custom_reward_function.path={REWARD_FILE}",
+            "reward.custom_reward_function.name=compute_score",
+            "trainer.logger=[console,file]",
+            "trainer.project_name=verl-xrpo-toy",
+            f"trainer.experiment_name={self.estimator}",
+            f"trainer.total_training_steps={self.steps}",
+            "trainer.val_before_train=false",
+            f"trainer.test_freq={self.steps}",
+            f"trainer.save_freq={save_freq}",
+            f"trainer.default_local_dir={p.checkpoints}",
+        ]
+
+
+def prepare(run: ToyRun) -> list[str]:
+    """Make what is missing of model and data; returns what was made, for the progress display."""
+    made = []
+    if not (run.paths.model / REPORT_FILE).is_file():
+        report = build_warm_model_dir(run.paths.model, WarmStartSettings(seed=run.seed))
+        easy = report.heldout_accuracy["easy"]
+        made.append(f"warm-started model ({report.seconds:.0f} s, greedy accuracy on easy sums {easy:.0%})")
+    if not (run.paths.train_data.is_file() and run.paths.val_data.is_file()):
+        tasks.write_parquet(
+            tasks.generate_rows("train", run.train_size, seed=run.seed + 1), run.paths.train_data
+        )
+        tasks.write_parquet(tasks.generate_rows("val", run.val_size, seed=run.seed + 2), run.paths.val_data)
+        made.append(f"reasoning-gym data ({run.train_size} train, {run.val_size} validation prompts)")
+    return made
+
+
+# ---- reading verl's metrics ---------------------------------------------------------------------
+
+
+def read_metrics(path: Path, start: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete JSON lines of verl's file logger from byte ``start``; returns them and the new offset."""
+    if not path.is_file():
+        return [], start
+    with path.open("rb") as handle:
+        handle.seek(start)
+        chunk = handle.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+    return records, start + len(complete)
+
+
+def step_line(step: int, total: int, data: dict[str, float]) -> str:
+    """One progress line: time, reward, and what XRPO did in the step (when it ran)."""
+    parts = [f"step {step}/{total}", f"{data.get('timing_s/step', float('nan')):6.1f} s"]
+    parts.append(f"score {data.get('critic/score/mean', float('nan')):.2f}")
+    if "xrpo/rollouts_per_prompt/mean" in data:
+        parts.append(
+            "rollouts/prompt {:.0f}-{:.0f}".format(
+                data["xrpo/rollouts_per_prompt/min"], data["xrpo/rollouts_per_prompt/max"]
+            )
+        )
+        parts.append(f"seeded {data.get('xrpo/seeding/prompts_seeded', 0):.0f}")
+        parts.append(f"sharpened {data.get('xrpo/sharpening/share_sharpened', 0):.0%}")
+        parts.append(f"bank {data.get('xrpo/bank_size', 0):.0f}")
+    validation = {k: v for k, v in data.items() if k.startswith("val-core/")}
+    if validation:
+        parts.append("val " + ", ".join(f"{v:.2f}" for v in validation.values()))
+    return "  ".join(parts)
+
+
+@dataclass
+class Summary:
+    estimator: str
+    first_step: int
+    steps_done: int
+    steps_target: int
+    wall_seconds: float
+    step_seconds: list[float] = field(default_factory=list)
+    score_first: float | None = None
+    score_last: float | None = None
+    validation: dict[str, float] = field(default_factory=dict)
+    xrpo: dict[str, float] = field(default_factory=dict)
+    checkpoint_dir: str = ""
+    exit_code: int = 0
+
+    def lines(self) -> list[str]:
+        ran = f"steps {self.first_step}-{self.steps_done}" if self.first_step else "no step"
+        out = [f"{self.estimator}: {ran} of {self.steps_target} in {self.wall_seconds:.0f} s"]
+        if self.first_step > 1:
+            out[0] += f" (resumed from the checkpoint of step {self.first_step - 1})"
+        if self.step_seconds:
+            later = self.step_seconds[1:] or self.step_seconds
+            out.append(
+                f"  step time: first {self.step_seconds[0]:.1f} s (workers warming up), "
+                f"median after it {statistics.median(later):.1f} s"
+            )
+        if self.score_first is not None:
+            first, last = self.score_first, self.score_last
+            out.append(f"  training score: {first:.2f} at the first step, {last:.2f} at the last")
+        for key, value in self.validation.items():
+            out.append(f"  {key}: {value:.3f}")
+        if self.xrpo:
+            out.append("  XRPO: " + ", ".join(f"{k} {v:g}" for k, v in self.xrpo.items()))
+        if self.checkpoint_dir:
+            out.append(f"  checkpoints: {self.checkpoint_dir}")
+        return out
+
+
+def summarize(records: Iterable[dict[str, Any]], run: ToyRun, wall_seconds: float, exit_code: int) -> Summary:
+    by_step = {int(r["step"]): r["data"] for r in records}
+    steps = sorted(by_step)
+    summary = Summary(
+        run.estimator,
+        min(steps, default=0),
+        max(steps, default=0),
+        run.steps,
+        wall_seconds,
+        exit_code=exit_code,
+    )
+    summary.step_seconds = [by_step[s]["timing_s/step"] for s in steps if "timing_s/step" in by_step[s]]
+    scores = [by_step[s]["critic/score/mean"] for s in steps if "critic/score/mean" in by_step[s]]
+    if scores:
+        summary.score_first, summary.score_last = scores[0], scores[-1]
+    for s in steps:
+        summary.validation.update({k: v for k, v in by_step[s].items() if k.startswith("val-core/")})
+    xrpo_steps = [by_step[s] for s in steps if "xrpo/bank_size" in by_step[s]]
+    if xrpo_steps:
+        summary.xrpo = {
+            "max rollouts/prompt": max(d["xrpo/rollouts_per_prompt/max"] for d in xrpo_steps),
+            "prompts seeded": sum(d["xrpo/seeding/prompts_seeded"] for d in xrpo_steps),
+            "seeded prompts solved": sum(d["xrpo/seeding/prompts_with_seeded_success"] for d in xrpo_steps),
+            "bank size": xrpo_steps[-1]["xrpo/bank_size"],
+        }
+    summary.checkpoint_dir = str(run.paths.checkpoints) if run.paths.checkpoints.is_dir() else ""
+    return summary
+
+
+# ---- running verl ---------------------------------------------------------------------------------
+
+_RAY_PREFIX = re.compile(r"^(\x1b\[[0-9;]*m)?\([^)]*\)(\x1b\[[0-9;]*m)?\s*")
+_XRPO_NOTICE = re.compile(r"XRPO( is|:)")
+
+
+def xrpo_notices(lines: Iterable[str]) -> list[str]:
+    """XRPO's own start-up and restore messages among verl's log lines, without Ray's prefixes."""
+    notices = []
+    for line in lines:
+        match = _XRPO_NOTICE.search(line)
+        if match:
+            notices.append(_RAY_PREFIX.sub("", line[match.start() :].rstrip()))
+    return notices
+
+
+def verl_command(run: ToyRun, extra: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "verl.trainer.main_ppo", *run.overrides(), *extra]
+
+
+def train(run: ToyRun, extra: Sequence[str], echo=print) -> Summary:
+    """Run verl as a child process, echoing progress; returns the summary (also written to disk)."""
+    paths = run.paths
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(paths.metrics)}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("WANDB_MODE", "disabled")
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    # verl's file logger starts the file anew; a stale one must not be read as this run's steps
+    paths.metrics.unlink(missing_ok=True)
+    offset = 0
+    started = time.monotonic()
+    echo(f"starting verl (log: {paths.log}) ...")
+    with paths.log.open("a") as log:
+        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(verl_command(run, extra))}\n")
+        log.flush()
+        child = subprocess.Popen(
+            verl_command(run, extra), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=paths.root
+        )
+        log_offset, announced = paths.log.stat().st_size, 0
+        while True:
+            finished = child.poll() is not None
+            records, offset = read_metrics(paths.metrics, offset)
+            for record in records:
+                echo(step_line(int(record["step"]), run.steps, record["data"]))
+            notices = xrpo_notices(_read_from(paths.log, log_offset))
+            for notice in notices[announced:]:
+                echo(notice)
+            announced = len(notices)
+            if finished:
+                break
+            time.sleep(1.0)
+    summary = summarize(_all_records(paths.metrics), run, time.monotonic() - started, child.returncode)
+    paths.summary.write_text(json.dumps(asdict(summary), indent=2))
+    if child.returncode != 0:
+        echo(f"verl exited with code {child.returncode}; the end of {paths.log}:")
+        for line in _tail(paths.log, LOG_TAIL_LINES):
+            echo("  | " + line)
+    return summary
+
+
+def _read_from(path: Path, offset: int) -> list[str]:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode(errors="replace").splitlines()
+
+
+def _tail(path: Path, count: int) -> list[str]:
+    lines = path.read_text(errors="replace").splitlines()
+    return [_RAY_PREFIX.sub("", line) for line in lines if line.strip()][-count:]
+
+
+def _all_records(path: Path) -> list[dict[str, Any]]:
+    return read_metrics(path)[0]
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    own, sep, extra = list(argv), "--", []
+    if sep in own:
+        own, extra = own[: own.index(sep)], own[own.index(sep) + 1 :]
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_xrpo.toy.train",
+        description=__doc__.split("\n\n")[0],
+        epilog="Example: python -m verl_xrpo.toy.train --steps 4 -- algorithm.xrpo.planning.n_base=3",
+    )
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/toy"), help="default: %(default)s")
+    parser.add_argument(
+        "--steps", type=int, default=ToyRun.steps, help="total training steps (default: %(default)s)"
+    )
+    parser.add_argument("--estimator", choices=ESTIMATORS, default="xrpo", help="default: %(default)s")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="model, data and sampling seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--prompts-per-step", type=int, default=ToyRun.prompts_per_step, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--save-freq", type=int, default=0, help="checkpoint every N steps (default: at the end)"
+    )
+    parser.add_argument("--fresh", action="store_true", help="delete this run's checkpoints first")
+    args = parser.parse_args(own)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    if args.prompts_per_step < 1:
+        parser.error("--prompts-per-step must be at least 1")
+    if args.save_freq < 0:
+        parser.error("--save-freq must be 0 (at the end) or positive")
+    return args, extra
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extra = parse_args(sys.argv[1:] if argv is None else argv)
+    paths = RunPaths(args.run_dir.resolve())
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if args.fresh:
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    run = ToyRun(
+        paths,
+        steps=args.steps,
+        estimator=args.estimator,
+        seed=args.seed,
+        prompts_per_step=args.prompts_per_step,
+        save_freq=args.save_freq,
+    )
+    for made in prepare(run):
+        print(f"prepared {made}")
+    summary = train(run, extra)
+    print("\n".join(summary.lines()))
+    print(f"summary: {paths.summary}")
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
