@@ -1,0 +1,151 @@
+"""CPU mode: when it switches on, what it changes, and the sentence a broken environment gets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+import torch
+from verl.plugin.platform import PlatformRegistry
+
+from verl_xrpo.cpu import environment, mode, patches, preflight
+from verl_xrpo.cpu.platform import PLATFORM_NAME
+
+
+@pytest.mark.parametrize(
+    ("environ", "accelerator", "wanted"),
+    [
+        ({}, False, True),  # no accelerator: on
+        ({}, True, False),  # GPU machine: off
+        ({"VERL_XRPO_DEVICE": "cpu"}, True, True),  # asked for
+        ({"VERL_XRPO_DEVICE": "accelerator"}, False, False),  # asked not to
+        ({"VERL_PLATFORM": "cpu"}, True, True),  # a driver's choice, inherited by a Ray worker
+        ({"VERL_PLATFORM": "cuda"}, False, False),
+        ({"RAY_RAYLET_PID": "7"}, False, False),  # a Ray worker never decides by itself
+    ],
+)
+def test_cpu_mode_is_chosen_by_the_driver_only_without_an_accelerator(
+    monkeypatch, environ, accelerator, wanted
+):
+    monkeypatch.setattr(mode, "accelerator_present", lambda: accelerator)
+    assert mode.cpu_mode_wanted(environ) is wanted
+
+
+def test_a_misspelt_device_switch_is_refused_with_the_choices():
+    with pytest.raises(mode.CPUModeError, match="auto, cpu, accelerator"):
+        mode.cpu_mode_wanted({"VERL_XRPO_DEVICE": "gpu"})
+
+
+def test_activation_exports_what_workers_inherit_and_keeps_the_users_values():
+    environ = {"VERL_XRPO_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "4"}
+    assert mode.activate(environ)
+    assert environ["VERL_PLATFORM"] == "cpu" and environ["VERL_ENGINE_DEVICE"] == "cuda"
+    assert environ["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert mode.is_active(environ)
+    assert not mode.activate({"VERL_XRPO_DEVICE": "accelerator"})
+
+
+def test_this_machine_has_no_accelerator_so_the_suite_runs_in_cpu_mode():
+    assert not mode.accelerator_present()
+    assert mode.is_active()  # the plugin switched it on when verl was imported
+
+
+def test_the_cpu_platform_answers_for_the_host():
+    platform = PlatformRegistry.get(PLATFORM_NAME)()
+    assert platform.device_name == "cpu" and platform.current_device() == "cpu"
+    assert platform.communication_backend_name() == "gloo"
+    assert platform.ray_resource_name() == "GPU"
+    assert not platform.is_platform_available(use_smi_check=True)  # only VERL_PLATFORM=cpu picks it
+    free, total = platform.device_module.mem_get_info()
+    assert 0 < free <= total
+    platform.device_module.manual_seed(3)
+    first = torch.rand(2)
+    platform.device_module.manual_seed(3)
+    assert torch.equal(first, torch.rand(2))
+    assert torch.zeros(1).to(platform.current_device()).device.type == "cpu"
+
+
+def test_verls_device_helpers_resolve_to_the_cpu_platform():
+    from verl.utils.device import get_device_name, get_nccl_backend
+
+    assert get_device_name() == "cpu"
+    assert get_nccl_backend() == "gloo"
+
+
+def test_the_duplicated_gloo_backend_is_rewritten_and_nothing_else(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda *a, **k: seen.append((a, k)))
+    patches._single_gloo_backend()
+    torch.distributed.init_process_group(backend="cpu:gloo,cpu:gloo", rank=0)
+    torch.distributed.init_process_group("cpu:gloo,cpu:gloo")
+    torch.distributed.init_process_group(backend="nccl")
+    assert seen == [((), {"backend": "gloo", "rank": 0}), (("gloo",), {}), ((), {"backend": "nccl"})]
+
+
+def test_vllm_cpu_linear_layers_keep_their_live_weights():
+    from vllm.model_executor.layers import utils as layer_utils
+
+    patches._live_weight_linear()
+    layer = torch.nn.Linear(4, 3)
+    weight = layer.weight
+    layer_utils.dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
+    assert layer.weight is weight  # weight sync after each step loads into this parameter
+    x = torch.randn(2, 4)
+    assert torch.allclose(layer.cpu_linear(x, layer.weight, layer.bias), layer(x))
+
+
+def test_the_environment_of_this_install_is_ready():
+    assert environment.problems() == []
+    assert "+cpu" in metadata.version("vllm")
+
+
+def test_missing_vllm_is_one_sentence_naming_the_install_command(monkeypatch):
+    monkeypatch.setattr(environment.importlib.util, "find_spec", lambda name: None)
+    [problem] = environment.problems()
+    assert "vLLM is not installed" in problem and "scripts/install.sh" in problem
+
+
+def test_a_gpu_vllm_build_is_named_as_the_wrong_one(monkeypatch):
+    versions = {"vllm": "0.32.0"}
+    monkeypatch.setattr(environment, "_version", versions.get)
+    [problem] = environment.problems()
+    assert "0.32.0" in problem and "vllm-cpu" in problem
+
+
+def test_a_missing_alias_points_at_the_fix(monkeypatch):
+    versions = {"vllm-cpu": "0.32.0"}
+    monkeypatch.setattr(environment, "_version", versions.get)
+    [problem] = environment.problems()
+    assert "--fix" in problem
+
+
+@pytest.mark.parametrize(
+    ("argv", "checked"),
+    [
+        (["/x/site-packages/verl/trainer/main_ppo.py", "algorithm.adv_estimator=xrpo"], True),
+        (["/x/site-packages/verl/trainer/main_ppo.py", "--cfg", "job"], False),
+        (["/x/site-packages/verl/trainer/main_ppo.py", "--help"], False),
+        (["/usr/bin/pytest", "tests"], False),
+        ([], False),
+    ],
+)
+def test_only_a_training_driver_is_stopped(argv, checked):
+    assert preflight.is_training_driver(argv) is checked
+
+
+def test_a_broken_cpu_run_stops_with_exit_code_2_and_the_sentence(monkeypatch, capsys):
+    monkeypatch.setattr(preflight, "problems", lambda: ["vLLM is not installed: run the installer."])
+    with pytest.raises(SystemExit) as stopped:
+        preflight.refuse_broken_cpu_run(["/x/verl/trainer/main_ppo.py", "trainer.nnodes=1"])
+    assert stopped.value.code == 2
+    assert "vLLM is not installed" in capsys.readouterr().err
+
+
+def test_environment_cli_reports_ready():
+    done = subprocess.run(
+        [sys.executable, "-m", "verl_xrpo.cpu.environment"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CPU environment ready" in done.stdout

@@ -1,0 +1,96 @@
+"""The main job's launcher: what it tells verl, and how it reads verl's metrics back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from verl_xrpo.toy.train import RunPaths, ToyRun, parse_args, read_metrics, step_line, summarize, xrpo_notices
+
+
+def test_overrides_are_plain_verl_keys_that_compose(tmp_path):
+    from hydra import compose, initialize_config_module
+
+    run = ToyRun(RunPaths(tmp_path), steps=3)
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=run.overrides())
+    assert config.algorithm.adv_estimator == "xrpo"
+    assert config.trainer.total_training_steps == 3 and config.trainer.save_freq == 3
+    assert config.actor_rollout_ref.rollout.n * config.data.train_batch_size == 64
+    assert config.reward.custom_reward_function.path.endswith("verl_xrpo/toy/reward.py")
+
+
+def test_metrics_are_read_a_whole_line_at_a_time(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert read_metrics(path) == ([], 0)
+    path.write_text(json.dumps({"step": 1, "data": {"a": 1.0}}) + "\n" + '{"step": 2, "da')
+    records, offset = read_metrics(path)
+    assert [r["step"] for r in records] == [1] and offset == len(path.read_text().splitlines()[0]) + 1
+    with path.open("a") as handle:
+        handle.write('ta": {"a": 2.0}}\n')
+    records, _ = read_metrics(path, offset)
+    assert [r["step"] for r in records] == [2]
+
+
+XRPO_STEP = {
+    "timing_s/step": 2.5,
+    "critic/score/mean": 0.4,
+    "xrpo/rollouts_per_prompt/mean": 8.0,
+    "xrpo/rollouts_per_prompt/min": 4.0,
+    "xrpo/rollouts_per_prompt/max": 13.0,
+    "xrpo/seeding/prompts_seeded": 2.0,
+    "xrpo/seeding/prompts_with_seeded_success": 1.0,
+    "xrpo/sharpening/share_sharpened": 0.05,
+    "xrpo/bank_size": 12.0,
+}
+
+
+def test_a_step_line_says_what_xrpo_did():
+    line = step_line(2, 5, XRPO_STEP)
+    assert line.startswith("step 2/5")
+    for part in ("2.5 s", "score 0.40", "rollouts/prompt 4-13", "seeded 2", "sharpened 5%", "bank 12"):
+        assert part in line
+    assert "rollouts/prompt" not in step_line(1, 5, {"timing_s/step": 1.0, "critic/score/mean": 0.1})
+
+
+def test_the_summary_covers_this_invocations_steps(tmp_path):
+    run = ToyRun(RunPaths(tmp_path), steps=4)
+    records = [
+        {"step": 3, "data": {**XRPO_STEP, "timing_s/step": 15.0, "critic/score/mean": 0.2}},
+        {"step": 4, "data": {**XRPO_STEP, "val-core/x/acc/mean@1": 0.5}},
+    ]
+    summary = summarize(records, run, wall_seconds=40.0, exit_code=0)
+    assert (summary.first_step, summary.steps_done) == (3, 4)
+    assert summary.step_seconds == [15.0, 2.5]
+    assert (summary.score_first, summary.score_last) == (0.2, 0.4)
+    assert summary.xrpo["prompts seeded"] == 4 and summary.xrpo["bank size"] == 12
+    text = "\n".join(summary.lines())
+    assert "resumed from the checkpoint of step 2" in text and "val-core/x/acc/mean@1: 0.500" in text
+
+
+def test_xrpo_notices_are_found_among_ray_prefixed_log_lines():
+    lines = [
+        "\x1b[36m(TaskRunnerV1 pid=1)\x1b[0m INFO:2026-11-25 03:34:09:XRPO: 32 validation questions barred",
+        "(TaskRunnerV1 pid=1) XRPO is on (algorithm.adv_estimator=xrpo, budget 8 rollouts per prompt):",
+        "(WorkerDict pid=2) unrelated",
+    ]
+    assert xrpo_notices(lines) == [
+        "XRPO: 32 validation questions barred",
+        "XRPO is on (algorithm.adv_estimator=xrpo, budget 8 rollouts per prompt):",
+    ]
+
+
+def test_arguments_after_the_separator_go_to_verl():
+    args, extra = parse_args(["--steps", "2", "--", "algorithm.xrpo.planning.n_base=3"])
+    assert args.steps == 2 and extra == ["algorithm.xrpo.planning.n_base=3"]
+    assert args.run_dir == Path("runs/toy")
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--estimator", "ppo"], ["--prompts-per-step", "0"]])
+def test_bad_arguments_stop_with_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(argv)
+    assert stopped.value.code == 2
+    assert "error" in capsys.readouterr().err
