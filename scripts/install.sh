@@ -32,7 +32,7 @@ else
     pip_install -e ".[test]"
 fi
 
-python - <<'PY'
+python -W ignore - <<'PY'
 import verl
 from verl.trainer.ppo import core_algos
 assert "xrpo" in core_algos.ADV_ESTIMATOR_REGISTRY, "verl-xrpo's verl plugin did not register 'xrpo'"

@@ -109,6 +109,10 @@ class ToyRun:
             f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
             f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
             "algorithm.xrpo.planning.n_base=4",
+            # With 8 rollouts per prompt the default UCB weight (0.05) leaves all-fail prompts no
+            # later-phase rollouts while mixed prompts are short of n_max, so nothing is seeded
+            # in a short run; a larger weight shares some of the budget with them.
+            "algorithm.xrpo.planning.ucb_lambda=0.5",
             f"reward.custom_reward_function.path={REWARD_FILE}",
             "reward.custom_reward_function.name=compute_score",
             "trainer.logger=[console,file]",
