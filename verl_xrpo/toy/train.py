@@ -82,6 +82,11 @@ class ToyRun:
     train_size: int = 256
     val_size: int = 32
     save_freq: int = 0  # 0: only at the end
+    model_dir: Path | None = None  # an existing model folder instead of the warm-started one
+
+    @property
+    def model(self) -> Path:
+        return self.model_dir or self.paths.model
 
     def overrides(self) -> list[str]:
         p = self.paths
@@ -95,7 +100,7 @@ class ToyRun:
             "data.max_prompt_length=64",
             "data.max_response_length=16",
             f"data.seed={self.seed}",
-            f"actor_rollout_ref.model.path={p.model}",
+            f"actor_rollout_ref.model.path={self.model}",
             "actor_rollout_ref.actor.optim.lr=1e-4",
             f"actor_rollout_ref.actor.ppo_mini_batch_size={self.prompts_per_step}",
             f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
@@ -129,7 +134,7 @@ class ToyRun:
 def prepare(run: ToyRun) -> list[str]:
     """Make what is missing of model and data; returns what was made, for the progress display."""
     made = []
-    if not (run.paths.model / REPORT_FILE).is_file():
+    if run.model_dir is None and not (run.paths.model / REPORT_FILE).is_file():
         report = build_warm_model_dir(run.paths.model, WarmStartSettings(seed=run.seed))
         easy = report.heldout_accuracy["easy"]
         made.append(f"warm-started model ({report.seconds:.0f} s, greedy accuracy on easy sums {easy:.0%})")
@@ -341,10 +346,15 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--save-freq", type=int, default=0, help="checkpoint every N steps (default: at the end)"
     )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="a model folder to train instead of warm-starting one"
+    )
     parser.add_argument("--fresh", action="store_true", help="delete this run's checkpoints first")
     args = parser.parse_args(own)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.model is not None and not (args.model / "config.json").is_file():
+        parser.error(f"--model {args.model} is not a model folder (no config.json)")
     if args.prompts_per_step < 1:
         parser.error("--prompts-per-step must be at least 1")
     if args.save_freq < 0:
@@ -365,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         prompts_per_step=args.prompts_per_step,
         save_freq=args.save_freq,
+        model_dir=args.model.resolve() if args.model else None,
     )
     for made in prepare(run):
         print(f"prepared {made}")

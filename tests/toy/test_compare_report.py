@@ -1,0 +1,51 @@
+"""The comparison's report: from the cells' verl metrics to the table, CSV and plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from verl_xrpo.toy.compare import VAL_ACC, VARIANTS, Cell, format_summary, report, steps_to_reach
+
+
+def write_cell(out, variant, seed, curve, step_seconds):
+    cell = Cell(VARIANTS[variant], seed, out)
+    cell.folder.mkdir(parents=True)
+    with (cell.folder / "metrics.jsonl").open("w") as handle:
+        for step, (acc, seconds) in enumerate(zip(curve, step_seconds, strict=True), start=1):
+            data = {"timing_s/step": seconds, "critic/score/mean": 0.3}
+            if acc is not None:
+                data[VAL_ACC] = acc
+            if variant.startswith("xrpo"):
+                data.update(
+                    {"xrpo/useful_rollout_share": 0.8, "xrpo/seeding/prompts_with_seeded_success": 1.0}
+                )
+            handle.write(json.dumps({"step": step, "data": data}) + "\n")
+    return cell
+
+
+def test_report_compares_variants_at_grpos_final_accuracy(tmp_path):
+    cells = [
+        write_cell(tmp_path, "grpo", 0, [0.2, None, 0.4], [10.0, 2.0, 2.0]),
+        write_cell(tmp_path, "grpo", 1, [0.2, None, 0.5], [10.0, 2.0, 2.0]),
+        write_cell(tmp_path, "xrpo", 0, [0.2, 0.45, 0.5], [10.0, 2.2, 2.2]),
+        write_cell(tmp_path, "xrpo", 1, [0.3, None, 0.6], [10.0, 2.2, 2.2]),
+    ]
+    table = report(tmp_path, cells)
+    assert table["grpo"]["final_val_acc_mean"] == pytest.approx(0.45)
+    assert table["xrpo"]["final_val_acc_mean"] == pytest.approx(0.55)
+    assert table["xrpo"]["steps_to_grpo_final"] == pytest.approx((2 + 3) / 2)
+    assert table["xrpo"]["step_time_vs_grpo"] == pytest.approx(1.1)
+    assert table["xrpo"]["seeded_prompts_solved"] == 6
+    with (tmp_path / "steps.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 12
+    assert (tmp_path / "val_accuracy.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "summary.json").read_text()).keys() == {"grpo", "xrpo"}
+    assert format_summary(table).splitlines()[2].startswith("| grpo |")
+
+
+def test_a_variant_that_never_reaches_the_target_has_no_step_count():
+    rows = [{"seed": 0, "step": 1, "val_acc": 0.1}, {"seed": 1, "step": 1, "val_acc": 0.9}]
+    assert steps_to_reach(rows, 0.5) is None

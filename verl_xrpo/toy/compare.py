@@ -1,0 +1,311 @@
+"""The scale-model comparison: GRPO, GSPO, XRPO and its ablations at one rollout budget, on CPU.
+
+    python -m verl_xrpo.toy.compare train  --out results/toy-compare [--seeds 0 1 2] [--steps 30]
+    python -m verl_xrpo.toy.compare eval   --out results/toy-compare   # pass@k / cons@k of each cell
+    python -m verl_xrpo.toy.compare report --out results/toy-compare   # CSV, JSON and PNG plots
+
+Every cell (variant x seed) is one run of the main job (``verl_xrpo.toy.train``) through stock
+``main_ppo``, with the seed's warm-started model shared by all variants, the same data, the same
+``train_batch_size * rollout.n`` rollouts per step, and held-out validation every few steps. A
+finished cell is skipped when ``train`` runs again, so re-running one cell means deleting its
+folder (``<out>/runs/<variant>/seed<k>``) or naming it with ``--only variant:seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verl_xrpo.toy.train import RunPaths, ToyRun, prepare, read_metrics, train
+from verl_xrpo.toy.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+
+GSPO_LOSS = (
+    "actor_rollout_ref.actor.policy_loss.loss_mode=gspo",
+    "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean",
+    "actor_rollout_ref.actor.clip_ratio_low=0.0003",
+    "actor_rollout_ref.actor.clip_ratio_high=0.0004",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    estimator: str
+    overrides: tuple[str, ...] = ()
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("grpo", "grpo"),
+        Variant("gspo", "grpo", GSPO_LOSS),
+        Variant("xrpo", "xrpo"),
+        Variant("xrpo_gspo", "xrpo", GSPO_LOSS),
+        Variant("xrpo_no_planning", "xrpo", ("algorithm.xrpo.planning.enable=false",)),
+        Variant("xrpo_no_seeding", "xrpo", ("algorithm.xrpo.seeding.enable=false",)),
+        Variant("xrpo_no_sharpening", "xrpo", ("algorithm.xrpo.sharpening.enable=false",)),
+    )
+}
+
+VAL_SAMPLES = 4
+VALIDATION = (
+    "trainer.val_before_train=true",
+    f"actor_rollout_ref.rollout.val_kwargs.n={VAL_SAMPLES}",
+    "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
+    "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
+)
+VAL_ACC = f"val-core/reasoning_gym/chain_sum/acc/mean@{VAL_SAMPLES}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: Variant
+    seed: int
+    out: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.out / "runs" / self.variant.name / f"seed{self.seed}"
+
+    def done(self, steps: int) -> bool:
+        summary = self.folder / "summary.json"
+        if not summary.is_file():
+            return False
+        data = json.loads(summary.read_text())
+        return data["exit_code"] == 0 and data["steps_done"] >= steps
+
+
+def seed_model(out: Path, seed: int) -> Path:
+    folder = out / "models" / f"seed{seed}"
+    if not (folder / REPORT_FILE).is_file():
+        build_warm_model_dir(folder, WarmStartSettings(seed=seed))
+    return folder
+
+
+def train_cell(cell: Cell, steps: int, val_every: int, val_size: int) -> int:
+    if cell.folder.exists():
+        shutil.rmtree(cell.folder)  # a half-done cell starts over: no mixed metrics
+    cell.folder.mkdir(parents=True)
+    run = ToyRun(
+        RunPaths(cell.folder),
+        steps=steps,
+        estimator=cell.variant.estimator,
+        seed=cell.seed,
+        val_size=val_size,
+        model_dir=seed_model(cell.out, cell.seed),
+    )
+    prepare(run)
+    extra = [*cell.variant.overrides, *VALIDATION, f"trainer.test_freq={val_every}"]
+    summary = train(
+        run, extra, echo=lambda line: print(f"[{cell.variant.name} seed {cell.seed}] {line}", flush=True)
+    )
+    return summary.exit_code
+
+
+def eval_cell(cell: Cell, samples: int) -> int:
+    checkpoints = sorted(
+        (cell.folder / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.split("_")[-1])
+    )
+    if not checkpoints:
+        print(f"[{cell.variant.name} seed {cell.seed}] no checkpoint to evaluate", flush=True)
+        return 1
+    command = [sys.executable, "-m", "verl_xrpo.eval", str(checkpoints[-1])]
+    command += ["--data", str(RunPaths(cell.folder).val_data), "--samples", str(samples)]
+    command += ["--k", "1", str(samples // 2), str(samples), "--seed", str(cell.seed)]
+    command += ["--out", str(cell.folder / "eval.json")]
+    with (cell.folder / "eval.log").open("w") as log:
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+# ---- the report -----------------------------------------------------------------------------------
+
+
+def cell_rows(cell: Cell) -> list[dict[str, Any]]:
+    """One row per logged step of a cell: the metrics the report uses."""
+    records, _ = read_metrics(cell.folder / "metrics.jsonl")
+    rows = []
+    for record in records:
+        data = record["data"]
+        rows.append(
+            {
+                "variant": cell.variant.name,
+                "seed": cell.seed,
+                "step": int(record["step"]),
+                "val_acc": data.get(VAL_ACC),
+                "train_score": data.get("critic/score/mean"),
+                "step_seconds": data.get("timing_s/step"),
+                "gen_seconds": data.get("timing_s/gen"),
+                "useful_rollout_share": data.get("xrpo/useful_rollout_share"),
+                "zero_variance_share": data.get("xrpo/zero_variance_share/after_planning"),
+                "seeded_prompts": data.get("xrpo/seeding/prompts_seeded"),
+                "seeded_prompts_solved": data.get("xrpo/seeding/prompts_with_seeded_success"),
+                "xrpo_planning_s": data.get("timing_s/xrpo_planning"),
+                "xrpo_retrieval_s": data.get("timing_s/xrpo_retrieval"),
+                "xrpo_advantage_s": data.get("timing_s/xrpo_advantage"),
+                "xrpo_phases_s": data.get("timing_s/xrpo_generation_phases"),
+            }
+        )
+    return rows
+
+
+def mean_or_none(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> dict[str, Any]:
+    seeds = sorted({r["seed"] for r in rows})
+    final_val = []
+    for seed in seeds:
+        curve = [r for r in rows if r["seed"] == seed and r["val_acc"] is not None]
+        if curve:
+            final_val.append(max(curve, key=lambda r: r["step"])["val_acc"])
+    steady = [r["step_seconds"] for r in rows if r["step"] > 1 and r["step_seconds"] is not None]
+    summary = {
+        "seeds": len(seeds),
+        "final_val_acc_mean": mean_or_none(final_val),
+        "final_val_acc_sd": statistics.stdev(final_val) if len(final_val) > 1 else None,
+        "median_step_seconds": statistics.median(steady) if steady else None,
+        "useful_rollout_share": mean_or_none([r["useful_rollout_share"] for r in rows]),
+        "seeded_prompts_solved": sum(r["seeded_prompts_solved"] or 0 for r in rows),
+    }
+    for key in sorted({k for e in evals for k in e}):
+        summary[f"eval_{key}"] = mean_or_none([e.get(key) for e in evals])
+    return summary
+
+
+def steps_to_reach(rows: list[dict[str, Any]], target: float) -> float | None:
+    """Mean over seeds of the first validated step reaching ``target``; None if a seed never does."""
+    reached = []
+    for seed in sorted({r["seed"] for r in rows}):
+        curve = sorted(
+            (r["step"], r["val_acc"]) for r in rows if r["seed"] == seed and r["val_acc"] is not None
+        )
+        hits = [step for step, acc in curve if acc >= target]
+        if not hits:
+            return None
+        reached.append(hits[0])
+    return statistics.fmean(reached) if reached else None
+
+
+def report(out: Path, cells: list[Cell]) -> dict[str, Any]:
+    rows = [row for cell in cells for row in cell_rows(cell)]
+    with (out / "steps.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    evals: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        path = cell.folder / "eval.json"
+        if path.is_file():
+            evals.setdefault(cell.variant.name, []).append(json.loads(path.read_text())["scores"]["all"])
+    names = [n for n in VARIANTS if any(c.variant.name == n for c in cells)]
+    table = {n: summarize_variant([r for r in rows if r["variant"] == n], evals.get(n, [])) for n in names}
+    grpo_final = table.get("grpo", {}).get("final_val_acc_mean")
+    if grpo_final is not None:
+        for n in names:
+            table[n]["steps_to_grpo_final"] = steps_to_reach(
+                [r for r in rows if r["variant"] == n], grpo_final
+            )
+    grpo_step = table.get("grpo", {}).get("median_step_seconds")
+    for n in names:
+        step = table[n]["median_step_seconds"]
+        table[n]["step_time_vs_grpo"] = step / grpo_step if step and grpo_step else None
+    (out / "summary.json").write_text(json.dumps(table, indent=2))
+    plot(out, rows, names)
+    return table
+
+
+def plot(out: Path, rows: list[dict[str, Any]], names: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name in names:
+        mine = [r for r in rows if r["variant"] == name and r["val_acc"] is not None]
+        steps = sorted({r["step"] for r in mine})
+        means = [statistics.fmean(r["val_acc"] for r in mine if r["step"] == s) for s in steps]
+        axis.plot(steps, means, marker="o", label=name)
+    axis.set_xlabel("training step")
+    axis.set_ylabel(f"held-out accuracy (mean@{VAL_SAMPLES}, mean over seeds)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "val_accuracy.png", dpi=120)
+    plt.close(figure)
+
+
+def format_summary(table: dict[str, dict[str, Any]]) -> str:
+    columns = [
+        "seeds",
+        "final_val_acc_mean",
+        "final_val_acc_sd",
+        "steps_to_grpo_final",
+        "median_step_seconds",
+    ]
+    columns += ["step_time_vs_grpo", "useful_rollout_share", "seeded_prompts_solved"]
+    columns += sorted({k for row in table.values() for k in row if k.startswith("eval_")})
+    lines = ["| variant | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in table.items():
+        cells = [_fmt(row.get(c)) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_xrpo.toy.compare", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("action", choices=["train", "eval", "report"])
+    parser.add_argument("--out", type=Path, default=Path("results/toy-compare"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--only", nargs="+", default=None, help="cells as variant:seed (re-run even if done)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--val-every", type=int, default=5)
+    parser.add_argument("--val-size", type=int, default=128)
+    parser.add_argument("--eval-samples", type=int, default=8)
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cells = [Cell(VARIANTS[v], s, out) for s in args.seeds for v in args.variants]
+    forced = set(args.only or [])
+    if forced:
+        cells = [c for c in cells if f"{c.variant.name}:{c.seed}" in forced]
+    failures = 0
+    if args.action == "train":
+        for cell in cells:
+            if cell.done(args.steps) and not forced:
+                continue
+            failures += train_cell(cell, args.steps, args.val_every, args.val_size) != 0
+    elif args.action == "eval":
+        for cell in cells:
+            if not (cell.folder / "eval.json").is_file() or forced:
+                failures += eval_cell(cell, args.eval_samples) != 0
+    else:
+        table = report(out, [c for c in cells if (c.folder / "metrics.jsonl").is_file()])
+        print(format_summary(table))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
