@@ -170,11 +170,20 @@ def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -
         if curve:
             final_val.append(max(curve, key=lambda r: r["step"])["val_acc"])
     steady = [r["step_seconds"] for r in rows if r["step"] > 1 and r["step_seconds"] is not None]
+
+    def steady_median(key: str) -> float | None:
+        values = [r[key] for r in rows if r["step"] > 1 and r[key] is not None]
+        return statistics.median(values) if values else None
+
     summary = {
         "seeds": len(seeds),
         "final_val_acc_mean": mean_or_none(final_val),
         "final_val_acc_sd": statistics.stdev(final_val) if len(final_val) > 1 else None,
         "median_step_seconds": statistics.median(steady) if steady else None,
+        "median_gen_seconds": steady_median("gen_seconds"),
+        "median_xrpo_planning_s": steady_median("xrpo_planning_s"),
+        "median_xrpo_retrieval_s": steady_median("xrpo_retrieval_s"),
+        "median_xrpo_advantage_s": steady_median("xrpo_advantage_s"),
         "useful_rollout_share": mean_or_none([r["useful_rollout_share"] for r in rows]),
         "seeded_prompts_solved": sum(r["seeded_prompts_solved"] or 0 for r in rows),
     }
