@@ -94,3 +94,12 @@ def test_bad_arguments_stop_with_a_usage_error(argv, capsys):
         parse_args(argv)
     assert stopped.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_validation_before_training_is_not_counted_as_a_step(tmp_path):
+    before = {"val-core/x/acc/mean@1": 0.25}
+    assert step_line(0, 4, before).startswith("before training") and "val 0.25" in step_line(0, 4, before)
+    records = [{"step": 0, "data": before}, {"step": 1, "data": {**XRPO_STEP, "val-core/x/acc/mean@1": 0.3}}]
+    summary = summarize(records, ToyRun(RunPaths(tmp_path), steps=1), wall_seconds=9.0, exit_code=0)
+    assert (summary.first_step, summary.steps_done, summary.step_seconds) == (1, 1, [2.5])
+    assert summary.lines()[0].startswith("xrpo: steps 1-1 of 1")

@@ -163,9 +163,16 @@ def read_metrics(path: Path, start: int = 0) -> tuple[list[dict[str, Any]], int]
 
 
 def step_line(step: int, total: int, data: dict[str, float]) -> str:
-    """One progress line: time, reward, and what XRPO did in the step (when it ran)."""
-    parts = [f"step {step}/{total}", f"{data.get('timing_s/step', float('nan')):6.1f} s"]
-    parts.append(f"score {data.get('critic/score/mean', float('nan')):.2f}")
+    """One progress line: time, reward, and what XRPO did in the step (when it ran).
+
+    verl logs validation before training (``trainer.val_before_train``) as a record without
+    training metrics; it gets a line of its own.
+    """
+    if "timing_s/step" not in data:
+        parts = ["before training"]
+    else:
+        parts = [f"step {step}/{total}", f"{data['timing_s/step']:6.1f} s"]
+        parts.append(f"score {data.get('critic/score/mean', float('nan')):.2f}")
     if "xrpo/rollouts_per_prompt/mean" in data:
         parts.append(
             "rollouts/prompt {:.0f}-{:.0f}".format(
@@ -221,7 +228,7 @@ class Summary:
 
 def summarize(records: Iterable[dict[str, Any]], run: ToyRun, wall_seconds: float, exit_code: int) -> Summary:
     by_step = {int(r["step"]): r["data"] for r in records}
-    steps = sorted(by_step)
+    steps = sorted(s for s in by_step if "timing_s/step" in by_step[s])  # training steps only
     summary = Summary(
         run.estimator,
         min(steps, default=0),
@@ -234,7 +241,7 @@ def summarize(records: Iterable[dict[str, Any]], run: ToyRun, wall_seconds: floa
     scores = [by_step[s]["critic/score/mean"] for s in steps if "critic/score/mean" in by_step[s]]
     if scores:
         summary.score_first, summary.score_last = scores[0], scores[-1]
-    for s in steps:
+    for s in sorted(by_step):
         summary.validation.update({k: v for k, v in by_step[s].items() if k.startswith("val-core/")})
     xrpo_steps = [by_step[s] for s in steps if "xrpo/bank_size" in by_step[s]]
     if xrpo_steps:
