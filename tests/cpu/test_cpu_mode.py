@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -149,3 +150,16 @@ def test_environment_cli_reports_ready():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "CPU environment ready" in done.stdout
+
+
+def test_activation_before_verl_is_imported_registers_the_platform():
+    # e.g. python -m verl_xrpo.eval with VERL_PLATFORM=cpu inherited from its parent
+    code = (
+        "from verl_xrpo.cpu.mode import activate; assert activate(); "
+        "from verl.utils.device import get_device_name; print(get_device_name())"
+    )
+    env = {**os.environ, "VERL_PLATFORM": "cpu"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "cpu"
+    assert "failed to register" not in done.stderr

@@ -88,6 +88,11 @@ def activate(environ: MutableMapping[str, str] | None = None) -> bool:
     environ = os.environ if environ is None else environ
     if not cpu_mode_wanted(environ):
         return False
+    # verl first: ``import verl`` loads this plugin, which activates CPU mode itself. Had the
+    # platform module been first, its own ``import verl`` would reach the plugin while the
+    # platform module is half-imported and not yet registered.
+    import verl  # noqa: F401
+
     import verl_xrpo.cpu.platform  # noqa: F401  (registers the "cpu" platform with verl)
     from verl_xrpo.cpu.patches import apply_patches
 
