@@ -91,7 +91,9 @@ def seed_model(out: Path, seed: int) -> Path:
     return folder
 
 
-def train_cell(cell: Cell, steps: int, val_every: int, val_size: int) -> int:
+def train_cell(
+    cell: Cell, steps: int, val_every: int, val_size: int, train_size: int, settings: Sequence[str]
+) -> int:
     if cell.folder.exists():
         shutil.rmtree(cell.folder)  # a half-done cell starts over: no mixed metrics
     cell.folder.mkdir(parents=True)
@@ -101,10 +103,11 @@ def train_cell(cell: Cell, steps: int, val_every: int, val_size: int) -> int:
         estimator=cell.variant.estimator,
         seed=cell.seed,
         val_size=val_size,
+        train_size=train_size,
         model_dir=seed_model(cell.out, cell.seed),
     )
     prepare(run)
-    extra = [*cell.variant.overrides, *VALIDATION, f"trainer.test_freq={val_every}"]
+    extra = [*cell.variant.overrides, *VALIDATION, f"trainer.test_freq={val_every}", *settings]
     summary = train(
         run, extra, echo=lambda line: print(f"[{cell.variant.name} seed {cell.seed}] {line}", flush=True)
     )
@@ -292,6 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--val-every", type=int, default=5)
     parser.add_argument("--val-size", type=int, default=128)
+    parser.add_argument("--train-size", type=int, default=256)
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        help="verl overrides for every cell, e.g. actor_rollout_ref.actor.optim.lr=3e-4",
+    )
     parser.add_argument("--eval-samples", type=int, default=8)
     args = parser.parse_args(argv)
     out = args.out.resolve()
@@ -305,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for cell in cells:
             if cell.done(args.steps) and not forced:
                 continue
-            failures += train_cell(cell, args.steps, args.val_every, args.val_size) != 0
+            failures += (
+                train_cell(cell, args.steps, args.val_every, args.val_size, args.train_size, args.set) != 0
+            )
     elif args.action == "eval":
         for cell in cells:
             if not (cell.folder / "eval.json").is_file() or forced:

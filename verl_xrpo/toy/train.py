@@ -348,6 +348,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         "--seed", type=int, default=0, help="model, data and sampling seed (default: %(default)s)"
     )
     parser.add_argument(
+        "--train-size", type=int, default=ToyRun.train_size, help="training prompts (default: %(default)s)"
+    )
+    parser.add_argument(
         "--prompts-per-step", type=int, default=ToyRun.prompts_per_step, help="default: %(default)s"
     )
     parser.add_argument(
@@ -362,6 +365,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.error("--steps must be at least 1")
     if args.model is not None and not (args.model / "config.json").is_file():
         parser.error(f"--model {args.model} is not a model folder (no config.json)")
+    if args.train_size < 1:
+        parser.error("--train-size must be at least 1")
     if args.prompts_per_step < 1:
         parser.error("--prompts-per-step must be at least 1")
     if args.save_freq < 0:
@@ -381,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         estimator=args.estimator,
         seed=args.seed,
         prompts_per_step=args.prompts_per_step,
+        train_size=args.train_size,
         save_freq=args.save_freq,
         model_dir=args.model.resolve() if args.model else None,
     )
