@@ -5,6 +5,7 @@ has no slot a plugin could fill. So this plugin puts, ahead of verl's own config
 verl's installed ``ppo_trainer.yaml`` whose defaults list has
 two more entries: ``xrpo@algorithm.xrpo: xrpo`` (the settings, ``verl_xrpo/conf/xrpo/xrpo.yaml``) and
 ``xrpo/select_trainer`` (``trainer.v1.trainer_mode`` becomes ``xrpo`` when the estimator is xrpo).
+In CPU mode (``verl_xrpo.cpu.mode``) a third entry, ``xrpo/cpu_mode``, adds the CPU preset.
 The copy is made from the installed verl at start-up, never shipped, so it follows verl exactly;
 every other key and group still comes from verl. Other estimators ignore the extra keys.
 """
