@@ -78,6 +78,7 @@ class ToyRun:
     estimator: str = "xrpo"
     seed: int = 0
     prompts_per_step: int = 8
+    learning_rate: float = 3e-4
     rollouts_per_prompt: int = 8
     train_size: int = 256
     val_size: int = 32
@@ -101,7 +102,7 @@ class ToyRun:
             "data.max_response_length=16",
             f"data.seed={self.seed}",
             f"actor_rollout_ref.model.path={self.model}",
-            "actor_rollout_ref.actor.optim.lr=1e-4",
+            f"actor_rollout_ref.actor.optim.lr={self.learning_rate}",
             f"actor_rollout_ref.actor.ppo_mini_batch_size={self.prompts_per_step}",
             f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
             "actor_rollout_ref.actor.use_kl_loss=false",
