@@ -15,7 +15,7 @@ def write_cell(out, variant, seed, curve, step_seconds):
     cell.folder.mkdir(parents=True)
     with (cell.folder / "metrics.jsonl").open("w") as handle:
         for step, (acc, seconds) in enumerate(zip(curve, step_seconds, strict=True), start=1):
-            data = {"timing_s/step": seconds, "critic/score/mean": 0.3}
+            data = {"timing_s/step": seconds, "timing_s/gen": seconds / 2, "critic/score/mean": 0.3}
             if acc is not None:
                 data[VAL_ACC] = acc
             if variant.startswith("xrpo"):
@@ -33,15 +33,18 @@ def test_report_compares_variants_at_grpos_final_accuracy(tmp_path):
         write_cell(tmp_path, "xrpo", 0, [0.2, 0.45, 0.5], [10.0, 2.2, 2.2]),
         write_cell(tmp_path, "xrpo", 1, [0.3, None, 0.6], [10.0, 2.2, 2.2]),
     ]
-    table = report(tmp_path, cells)
+    table = report(tmp_path, cells, rollouts_per_step=64)
     assert table["grpo"]["final_val_acc_mean"] == pytest.approx(0.45)
     assert table["xrpo"]["final_val_acc_mean"] == pytest.approx(0.55)
     assert table["xrpo"]["steps_to_grpo_final"] == pytest.approx((2 + 3) / 2)
+    assert table["xrpo"]["rollouts_to_grpo_final"] == pytest.approx(2.5 * 64)
+    assert table["xrpo"]["median_gen_seconds"] == pytest.approx(1.1)
     assert table["xrpo"]["step_time_vs_grpo"] == pytest.approx(1.1)
     assert table["xrpo"]["seeded_prompts_solved"] == 6
     with (tmp_path / "steps.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 12
     assert (tmp_path / "val_accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "step_time.png").stat().st_size > 1000
     assert json.loads((tmp_path / "summary.json").read_text()).keys() == {"grpo", "xrpo"}
     assert format_summary(table).splitlines()[2].startswith("| grpo |")
 

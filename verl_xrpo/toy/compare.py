@@ -91,23 +91,35 @@ def seed_model(out: Path, seed: int) -> Path:
     return folder
 
 
-def train_cell(
-    cell: Cell, steps: int, val_every: int, val_size: int, train_size: int, settings: Sequence[str]
-) -> int:
+@dataclass(frozen=True)
+class Schedule:
+    """What every cell of one comparison shares."""
+
+    steps: int
+    val_every: int
+    val_size: int
+    train_size: int
+    prompts_per_step: int
+    settings: tuple[str, ...] = ()
+
+
+def train_cell(cell: Cell, schedule: Schedule) -> int:
     if cell.folder.exists():
         shutil.rmtree(cell.folder)  # a half-done cell starts over: no mixed metrics
     cell.folder.mkdir(parents=True)
     run = ToyRun(
         RunPaths(cell.folder),
-        steps=steps,
+        steps=schedule.steps,
         estimator=cell.variant.estimator,
         seed=cell.seed,
-        val_size=val_size,
-        train_size=train_size,
+        prompts_per_step=schedule.prompts_per_step,
+        val_size=schedule.val_size,
+        train_size=schedule.train_size,
         model_dir=seed_model(cell.out, cell.seed),
     )
     prepare(run)
-    extra = [*cell.variant.overrides, *VALIDATION, f"trainer.test_freq={val_every}", *settings]
+    extra = [*cell.variant.overrides, *VALIDATION, f"trainer.test_freq={schedule.val_every}"]
+    extra += schedule.settings
     summary = train(
         run, extra, echo=lambda line: print(f"[{cell.variant.name} seed {cell.seed}] {line}", flush=True)
     )
@@ -147,6 +159,8 @@ def cell_rows(cell: Cell) -> list[dict[str, Any]]:
                 "train_score": data.get("critic/score/mean"),
                 "step_seconds": data.get("timing_s/step"),
                 "gen_seconds": data.get("timing_s/gen"),
+                "old_log_prob_seconds": data.get("timing_s/old_log_prob"),
+                "update_actor_seconds": data.get("timing_s/update_actor"),
                 "useful_rollout_share": data.get("xrpo/useful_rollout_share"),
                 "zero_variance_share": data.get("xrpo/zero_variance_share/after_planning"),
                 "seeded_prompts": data.get("xrpo/seeding/prompts_seeded"),
@@ -183,6 +197,9 @@ def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -
         "final_val_acc_sd": statistics.stdev(final_val) if len(final_val) > 1 else None,
         "median_step_seconds": steady_median("step_seconds"),
         "median_gen_seconds": steady_median("gen_seconds"),
+        "median_old_log_prob_seconds": steady_median("old_log_prob_seconds"),
+        "median_update_actor_seconds": steady_median("update_actor_seconds"),
+        "median_xrpo_phases_s": steady_median("xrpo_phases_s"),
         "median_xrpo_planning_s": steady_median("xrpo_planning_s"),
         "median_xrpo_retrieval_s": steady_median("xrpo_retrieval_s"),
         "median_xrpo_advantage_s": steady_median("xrpo_advantage_s"),
@@ -208,7 +225,11 @@ def steps_to_reach(rows: list[dict[str, Any]], target: float) -> float | None:
     return statistics.fmean(reached) if reached else None
 
 
-def report(out: Path, cells: list[Cell]) -> dict[str, Any]:
+def report(out: Path, cells: list[Cell], rollouts_per_step: int | None = None) -> dict[str, Any]:
+    """Writes steps.csv, summary.json and the plots; returns the per-variant table.
+
+    ``rollouts_per_step`` (the shared budget) turns steps-to-target into rollouts-to-target.
+    """
     rows = [row for cell in cells for row in cell_rows(cell)]
     with (out / "steps.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -224,24 +245,31 @@ def report(out: Path, cells: list[Cell]) -> dict[str, Any]:
     grpo_final = table.get("grpo", {}).get("final_val_acc_mean")
     if grpo_final is not None:
         for n in names:
-            table[n]["steps_to_grpo_final"] = steps_to_reach(
-                [r for r in rows if r["variant"] == n], grpo_final
-            )
+            steps = steps_to_reach([r for r in rows if r["variant"] == n], grpo_final)
+            table[n]["steps_to_grpo_final"] = steps
+            if rollouts_per_step and steps is not None:
+                table[n]["rollouts_to_grpo_final"] = steps * rollouts_per_step
     grpo_step = table.get("grpo", {}).get("median_step_seconds")
     for n in names:
         step = table[n]["median_step_seconds"]
         table[n]["step_time_vs_grpo"] = step / grpo_step if step and grpo_step else None
     (out / "summary.json").write_text(json.dumps(table, indent=2))
-    plot(out, rows, names)
+    plot_accuracy(out, rows, names)
+    plot_step_time(out, table)
     return table
 
 
-def plot(out: Path, rows: list[dict[str, Any]], names: list[str]) -> None:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_accuracy(out: Path, rows: list[dict[str, Any]], names: list[str]) -> None:
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name in names:
         mine = [r for r in rows if r["variant"] == name and r["val_acc"] is not None]
@@ -257,12 +285,41 @@ def plot(out: Path, rows: list[dict[str, Any]], names: list[str]) -> None:
     plt.close(figure)
 
 
+STEP_PARTS = (
+    ("generation", "median_gen_seconds"),
+    ("old log-probs", "median_old_log_prob_seconds"),
+    ("actor update", "median_update_actor_seconds"),
+)
+
+
+def plot_step_time(out: Path, table: dict[str, dict[str, Any]]) -> None:
+    """Median step time per variant, split into verl's timed parts and the rest."""
+    plt = _pyplot()
+    names = [n for n in table if table[n]["median_step_seconds"]]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    bottoms = [0.0] * len(names)
+    for label, key in STEP_PARTS:
+        heights = [table[n].get(key) or 0.0 for n in names]
+        axis.bar(names, heights, bottom=bottoms, label=label)
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    # medians of parts need not add up to the median step; what is left is everything else
+    rest = [max(table[n]["median_step_seconds"] - b, 0.0) for n, b in zip(names, bottoms, strict=True)]
+    axis.bar(names, rest, bottom=bottoms, label="rest (advantage, XRPO, reward, bookkeeping)")
+    axis.set_ylabel("median step time (s)")
+    axis.tick_params(axis="x", labelrotation=30)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "step_time.png", dpi=120)
+    plt.close(figure)
+
+
 def format_summary(table: dict[str, dict[str, Any]]) -> str:
     columns = [
         "seeds",
         "final_val_acc_mean",
         "final_val_acc_sd",
         "steps_to_grpo_final",
+        "rollouts_to_grpo_final",
         "median_step_seconds",
     ]
     columns += ["step_time_vs_grpo", "useful_rollout_share", "seeded_prompts_solved"]
@@ -291,10 +348,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--only", nargs="+", default=None, help="cells as variant:seed (re-run even if done)")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--val-every", type=int, default=5)
     parser.add_argument("--val-size", type=int, default=128)
-    parser.add_argument("--train-size", type=int, default=256)
+    parser.add_argument("--train-size", type=int, default=512)
+    parser.add_argument(
+        "--prompts-per-step",
+        type=int,
+        default=32,
+        help="prompts per step; each gets rollout.n=8 rollouts' worth of budget (default: %(default)s)",
+    )
     parser.add_argument(
         "--set",
         nargs="+",
@@ -309,20 +372,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     forced = set(args.only or [])
     if forced:
         cells = [c for c in cells if f"{c.variant.name}:{c.seed}" in forced]
+    schedule = Schedule(
+        args.steps, args.val_every, args.val_size, args.train_size, args.prompts_per_step, tuple(args.set)
+    )
     failures = 0
     if args.action == "train":
         for cell in cells:
             if cell.done(args.steps) and not forced:
                 continue
-            failures += (
-                train_cell(cell, args.steps, args.val_every, args.val_size, args.train_size, args.set) != 0
-            )
+            failures += train_cell(cell, schedule) != 0
     elif args.action == "eval":
         for cell in cells:
             if not (cell.folder / "eval.json").is_file() or forced:
                 failures += eval_cell(cell, args.eval_samples) != 0
     else:
-        table = report(out, [c for c in cells if (c.folder / "metrics.jsonl").is_file()])
+        finished = [c for c in cells if (c.folder / "metrics.jsonl").is_file()]
+        table = report(out, finished, args.prompts_per_step * ToyRun.rollouts_per_prompt)
         print(format_summary(table))
     return 1 if failures else 0
 
