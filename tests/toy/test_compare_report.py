@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from verl_xrpo.toy.compare import VAL_ACC, VARIANTS, Cell, format_summary, report, steps_to_reach
+from verl_xrpo.toy.compare import (
+    START,
+    VAL_ACC,
+    VARIANTS,
+    Cell,
+    format_summary,
+    report,
+    start_folder,
+    steps_to_reach,
+)
 
 
 def write_cell(out, variant, seed, curve, step_seconds):
@@ -52,3 +61,26 @@ def test_report_compares_variants_at_grpos_final_accuracy(tmp_path):
 def test_a_variant_that_never_reaches_the_target_has_no_step_count():
     rows = [{"seed": 0, "step": 1, "val_acc": 0.1}, {"seed": 1, "step": 1, "val_acc": 0.9}]
     assert steps_to_reach(rows, 0.5) is None
+
+
+def write_eval(folder, pass_at_1):
+    folder.mkdir(parents=True, exist_ok=True)
+    scores = {"prompts": 8.0, "pass@1": pass_at_1, "cons@4": pass_at_1 + 0.1}
+    (folder / "eval.json").write_text(json.dumps({"scores": {"all": scores}}))
+
+
+def test_report_pairs_each_final_checkpoint_with_its_seeds_warm_start(tmp_path):
+    cells = [write_cell(tmp_path, "grpo", seed, [0.2, 0.3], [10.0, 2.0]) for seed in (1, 2)] + [
+        write_cell(tmp_path, "xrpo", seed, [0.2, 0.3], [10.0, 2.0]) for seed in (1, 2)
+    ]
+    for seed, start in ((1, 0.40), (2, 0.50)):
+        write_eval(start_folder(tmp_path, seed), start)
+    for cell, final in zip(cells, (0.45, 0.55, 0.50, 0.54), strict=True):
+        write_eval(cell.folder, final)
+    table = report(tmp_path, cells)
+    assert table["grpo"]["eval_pass@1_gain_mean"] == pytest.approx(0.05)
+    assert table["xrpo"]["eval_pass@1_gain_mean"] == pytest.approx((0.10 + 0.04) / 2)
+    assert table["xrpo"]["eval_pass@1_gain_sd"] == pytest.approx(0.0424, abs=1e-4)
+    assert table[START]["eval_pass@1"] == pytest.approx(0.45)
+    assert table[START]["seeds"] == 2
+    assert "| start |" in format_summary(table)

@@ -126,19 +126,47 @@ def train_cell(cell: Cell, schedule: Schedule) -> int:
     return summary.exit_code
 
 
+START = "start"  # the warm-started model before any RL: every variant's reference
+
+
+def start_folder(out: Path, seed: int) -> Path:
+    return out / "runs" / START / f"seed{seed}"
+
+
+def evaluate(model: str | Path, data: Path, samples: int, seed: int, folder: Path, label: str) -> int:
+    """Score ``model`` on ``data`` with ``verl_xrpo.eval``: ``eval.json`` and ``eval.log`` in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "verl_xrpo.eval", str(model), "--data", str(data)]
+    command += ["--samples", str(samples), "--k", "1", str(samples // 2), str(samples)]
+    command += ["--seed", str(seed), "--out", str(folder / "eval.json")]
+    print(f"[{label}] evaluating {model} ({samples} samples per prompt)", flush=True)
+    with (folder / "eval.log").open("w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code:
+        print(f"[{label}] evaluation failed (exit {code}); see {folder / 'eval.log'}", flush=True)
+    return code
+
+
 def eval_cell(cell: Cell, samples: int) -> int:
     from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
+    label = f"{cell.variant.name} seed {cell.seed}"
     latest = find_latest_ckpt_path(str(cell.folder / "checkpoints"))
     if latest is None:
-        print(f"[{cell.variant.name} seed {cell.seed}] no checkpoint to evaluate", flush=True)
+        print(f"[{label}] no checkpoint to evaluate", flush=True)
         return 1
-    command = [sys.executable, "-m", "verl_xrpo.eval", latest]
-    command += ["--data", str(RunPaths(cell.folder).val_data), "--samples", str(samples)]
-    command += ["--k", "1", str(samples // 2), str(samples), "--seed", str(cell.seed)]
-    command += ["--out", str(cell.folder / "eval.json")]
-    with (cell.folder / "eval.log").open("w") as log:
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    return evaluate(latest, RunPaths(cell.folder).val_data, samples, cell.seed, cell.folder, label)
+
+
+def eval_start(out: Path, seed: int, cells: list[Cell], samples: int) -> int:
+    """Scores the seed's warm-started model on the same held-out prompts as its cells."""
+    data = [RunPaths(c.folder).val_data for c in cells if c.seed == seed]
+    data = [d for d in data if d.is_file()]
+    if not data:
+        print(f"[{START} seed {seed}] no cell with held-out data to evaluate on", flush=True)
+        return 1
+    model = out / "models" / f"seed{seed}"
+    return evaluate(model, data[0], samples, seed, start_folder(out, seed), f"{START} seed {seed}")
 
 
 # ---- the report -----------------------------------------------------------------------------------
@@ -242,6 +270,7 @@ def report(out: Path, cells: list[Cell], rollouts_per_step: int | None = None) -
             evals.setdefault(cell.variant.name, []).append(json.loads(path.read_text())["scores"]["all"])
     names = [n for n in VARIANTS if any(c.variant.name == n for c in cells)]
     table = {n: summarize_variant([r for r in rows if r["variant"] == n], evals.get(n, [])) for n in names}
+    add_gains_over_start(out, cells, table)
     grpo_final = table.get("grpo", {}).get("final_val_acc_mean")
     if grpo_final is not None:
         for n in names:
@@ -257,6 +286,29 @@ def report(out: Path, cells: list[Cell], rollouts_per_step: int | None = None) -
     plot_accuracy(out, rows, names)
     plot_step_time(out, table)
     return table
+
+
+def add_gains_over_start(out: Path, cells: list[Cell], table: dict[str, dict[str, Any]]) -> None:
+    """pass@1 of each final checkpoint minus its seed's warm start, on the same prompts (paired)."""
+    start = {}
+    for seed in sorted({c.seed for c in cells}):
+        path = start_folder(out, seed) / "eval.json"
+        if path.is_file():
+            start[seed] = json.loads(path.read_text())["scores"]["all"]
+    if not start:
+        return
+    for name in table:
+        gains = []
+        for cell in cells:
+            path = cell.folder / "eval.json"
+            if cell.variant.name == name and cell.seed in start and path.is_file():
+                final = json.loads(path.read_text())["scores"]["all"]
+                gains.append(final["pass@1"] - start[cell.seed]["pass@1"])
+        table[name]["eval_pass@1_gain_mean"] = mean_or_none(gains)
+        table[name]["eval_pass@1_gain_sd"] = statistics.stdev(gains) if len(gains) > 1 else None
+    keys = next(iter(start.values()))
+    table[START] = {f"eval_{k}": mean_or_none([scores.get(k) for scores in start.values()]) for k in keys}
+    table[START]["seeds"] = len(start)
 
 
 def _pyplot():
@@ -295,7 +347,7 @@ STEP_PARTS = (
 def plot_step_time(out: Path, table: dict[str, dict[str, Any]]) -> None:
     """Median step time per variant, split into verl's timed parts and the rest."""
     plt = _pyplot()
-    names = [n for n in table if table[n]["median_step_seconds"]]
+    names = [n for n in table if table[n].get("median_step_seconds")]
     figure, axis = plt.subplots(figsize=(7, 4.5))
     bottoms = [0.0] * len(names)
     for label, key in STEP_PARTS:
@@ -364,7 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="verl overrides for every cell, e.g. actor_rollout_ref.actor.optim.lr=3e-4",
     )
-    parser.add_argument("--eval-samples", type=int, default=8)
+    parser.add_argument(
+        "--eval-samples", type=int, default=16, help="samples per held-out prompt (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -382,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             failures += train_cell(cell, schedule) != 0
     elif args.action == "eval":
+        for seed in args.seeds:
+            if not forced and not (start_folder(out, seed) / "eval.json").is_file():
+                failures += eval_start(out, seed, cells, args.eval_samples) != 0
         for cell in cells:
             if not (cell.folder / "eval.json").is_file() or forced:
                 failures += eval_cell(cell, args.eval_samples) != 0
