@@ -60,7 +60,18 @@ def test_report_compares_variants_at_grpos_final_accuracy(tmp_path):
 
 def test_a_variant_that_never_reaches_the_target_has_no_step_count():
     rows = [{"seed": 0, "step": 1, "val_acc": 0.1}, {"seed": 1, "step": 1, "val_acc": 0.9}]
-    assert steps_to_reach(rows, 0.5) is None
+    assert steps_to_reach(rows, {0: 0.5, 1: 0.5}) is None
+
+
+def test_each_seed_has_its_own_target_and_validation_before_training_does_not_count():
+    rows = [
+        {"seed": 0, "step": 0, "val_acc": 0.6},
+        {"seed": 0, "step": 5, "val_acc": 0.5},
+        {"seed": 0, "step": 10, "val_acc": 0.6},
+        {"seed": 1, "step": 0, "val_acc": 0.2},
+        {"seed": 1, "step": 5, "val_acc": 0.3},
+    ]
+    assert steps_to_reach(rows, {0: 0.55, 1: 0.25}) == pytest.approx((10 + 5) / 2)
 
 
 def write_eval(folder, pass_at_1):

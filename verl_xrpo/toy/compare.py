@@ -239,14 +239,32 @@ def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -
     return summary
 
 
-def steps_to_reach(rows: list[dict[str, Any]], target: float) -> float | None:
-    """Mean over seeds of the first validated step reaching ``target``; None if a seed never does."""
+def final_val_by_seed(rows: list[dict[str, Any]]) -> dict[int, float]:
+    """Each seed's last validated accuracy."""
+    finals = {}
+    for row in sorted(rows, key=lambda r: r["step"]):
+        if row["val_acc"] is not None:
+            finals[row["seed"]] = row["val_acc"]
+    return finals
+
+
+def steps_to_reach(rows: list[dict[str, Any]], targets: dict[int, float]) -> float | None:
+    """Mean over seeds of the first validated training step reaching that seed's target.
+
+    Seeds start from different warm starts, so each has its own target (GRPO's final accuracy on
+    that seed). Step 0 (validation before training) does not count: reaching the target without
+    training says nothing about the algorithm. None if a seed never reaches it.
+    """
     reached = []
-    for seed in sorted({r["seed"] for r in rows}):
-        curve = sorted(
-            (r["step"], r["val_acc"]) for r in rows if r["seed"] == seed and r["val_acc"] is not None
+    for seed in sorted({r["seed"] for r in rows} & targets.keys()):
+        hits = sorted(
+            r["step"]
+            for r in rows
+            if r["seed"] == seed
+            and r["step"] >= 1
+            and r["val_acc"] is not None
+            and r["val_acc"] >= targets[seed]
         )
-        hits = [step for step, acc in curve if acc >= target]
         if not hits:
             return None
         reached.append(hits[0])
@@ -271,10 +289,10 @@ def report(out: Path, cells: list[Cell], rollouts_per_step: int | None = None) -
     names = [n for n in VARIANTS if any(c.variant.name == n for c in cells)]
     table = {n: summarize_variant([r for r in rows if r["variant"] == n], evals.get(n, [])) for n in names}
     add_gains_over_start(out, cells, table)
-    grpo_final = table.get("grpo", {}).get("final_val_acc_mean")
-    if grpo_final is not None:
+    grpo_finals = final_val_by_seed([r for r in rows if r["variant"] == "grpo"])
+    if grpo_finals:
         for n in names:
-            steps = steps_to_reach([r for r in rows if r["variant"] == n], grpo_final)
+            steps = steps_to_reach([r for r in rows if r["variant"] == n], grpo_finals)
             table[n]["steps_to_grpo_final"] = steps
             if rollouts_per_step and steps is not None:
                 table[n]["rollouts_to_grpo_final"] = steps * rollouts_per_step
