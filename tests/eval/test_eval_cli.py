@@ -17,21 +17,23 @@ def run_eval(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_scores_a_model_folder_with_vllm(tmp_path):
+    # the comparison's size: 2048 sequences, more than vLLM schedules at once, so it splits them
+    # (per-request seeds broke vLLM's CPU sampler exactly there)
     model = tmp_path / "model"
     build_warm_model_dir(model, WarmStartSettings(steps=300))
-    data = tasks.write_parquet(tasks.generate_rows("val", 12, seed=5), tmp_path / "val.parquet")
+    data = tasks.write_parquet(tasks.generate_rows("val", 128, seed=5), tmp_path / "val.parquet")
     out = tmp_path / "scores.json"
     done = run_eval(
-        str(model), "--data", str(data), "--samples", "4", "--k", "1", "2", "4", "--out", str(out)
+        str(model), "--data", str(data), "--samples", "16", "--k", "1", "8", "16", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     scores = report["scores"]["all"]
-    assert scores["prompts"] == 12
-    assert 0.0 <= scores["pass@1"] <= scores["pass@2"] <= scores["pass@4"] <= 1.0
-    assert scores["pass@4"] > 0  # a warm-started model solves some easy sums
+    assert scores["prompts"] == 128
+    assert 0.0 <= scores["pass@1"] <= scores["pass@8"] <= scores["pass@16"] <= 1.0
+    assert scores["pass@16"] > 0  # a warm-started model solves some easy sums
     assert set(report["scores"]) == {tasks.DATA_SOURCE, "all"}
-    assert "cons@4" in done.stdout
+    assert "cons@16" in done.stdout
 
 
 def test_a_folder_that_is_no_model_is_refused_in_one_line(tmp_path):

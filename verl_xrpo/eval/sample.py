@@ -88,7 +88,9 @@ def sample_and_grade(
         tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
         for messages in frame["prompt"]
     ]
-    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    # The engine's seed makes the run reproducible. A per-request seed would too, but vLLM's CPU
+    # sampler then fails on batches it splits ("CPU Generator does not use offset").
+    params = SamplingParams(n=samples, temperature=temperature, max_tokens=max_tokens)
     outputs = engine.generate(prompts, params)
     graded = []
     for row, output in zip(frame.itertuples(index=False), outputs, strict=True):
