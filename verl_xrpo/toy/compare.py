@@ -366,7 +366,7 @@ def plot_step_time(out: Path, table: dict[str, dict[str, Any]]) -> None:
     """Median step time per variant, split into verl's timed parts and the rest."""
     plt = _pyplot()
     names = [n for n in table if table[n].get("median_step_seconds")]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = plt.subplots(figsize=(9, 4.5))
     bottoms = [0.0] * len(names)
     for label, key in STEP_PARTS:
         heights = [table[n].get(key) or 0.0 for n in names]
@@ -377,7 +377,7 @@ def plot_step_time(out: Path, table: dict[str, dict[str, Any]]) -> None:
     axis.bar(names, rest, bottom=bottoms, label="rest (advantage, XRPO, reward, bookkeeping)")
     axis.set_ylabel("median step time (s)")
     axis.tick_params(axis="x", labelrotation=30)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     figure.savefig(out / "step_time.png", dpi=120)
     plt.close(figure)
@@ -393,7 +393,9 @@ def format_summary(table: dict[str, dict[str, Any]]) -> str:
         "median_step_seconds",
     ]
     columns += ["step_time_vs_grpo", "useful_rollout_share", "seeded_prompts_solved"]
-    columns += sorted({k for row in table.values() for k in row if k.startswith("eval_")})
+    # every eval score but the prompt count and cons@1 (one sample's vote is pass@1 again)
+    hidden = {"eval_prompts", "eval_cons@1"}
+    columns += sorted({k for row in table.values() for k in row if k.startswith("eval_")} - hidden)
     lines = ["| variant | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, row in table.items():
         cells = [_fmt(row.get(c)) for c in columns]
