@@ -207,13 +207,18 @@ def mean_or_none(values: Sequence[float | None]) -> float | None:
     return statistics.fmean(present) if present else None
 
 
+def final_val_by_seed(rows: list[dict[str, Any]]) -> dict[int, float]:
+    """Each seed's last validated accuracy."""
+    finals = {}
+    for row in sorted(rows, key=lambda r: r["step"]):
+        if row["val_acc"] is not None:
+            finals[row["seed"]] = row["val_acc"]
+    return finals
+
+
 def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> dict[str, Any]:
     seeds = sorted({r["seed"] for r in rows})
-    final_val = []
-    for seed in seeds:
-        curve = [r for r in rows if r["seed"] == seed and r["val_acc"] is not None]
-        if curve:
-            final_val.append(max(curve, key=lambda r: r["step"])["val_acc"])
+    final_val = list(final_val_by_seed(rows).values())
 
     def steady_median(key: str) -> float | None:
         values = [r[key] for r in rows if r["step"] > 1 and r[key] is not None]
@@ -237,15 +242,6 @@ def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -
     for key in sorted({k for e in evals for k in e}):
         summary[f"eval_{key}"] = mean_or_none([e.get(key) for e in evals])
     return summary
-
-
-def final_val_by_seed(rows: list[dict[str, Any]]) -> dict[int, float]:
-    """Each seed's last validated accuracy."""
-    finals = {}
-    for row in sorted(rows, key=lambda r: r["step"]):
-        if row["val_acc"] is not None:
-            finals[row["seed"]] = row["val_acc"]
-    return finals
 
 
 def steps_to_reach(rows: list[dict[str, Any]], targets: dict[int, float]) -> float | None:
@@ -281,14 +277,16 @@ def report(out: Path, cells: list[Cell], rollouts_per_step: int | None = None) -
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    evals: dict[str, list[dict[str, Any]]] = {}
-    for cell in cells:
-        path = cell.folder / "eval.json"
-        if path.is_file():
-            evals.setdefault(cell.variant.name, []).append(json.loads(path.read_text())["scores"]["all"])
+    scores = {cell: read_scores(cell.folder) for cell in cells}
+    evaluated = {cell: s for cell, s in scores.items() if s is not None}
     names = [n for n in VARIANTS if any(c.variant.name == n for c in cells)]
-    table = {n: summarize_variant([r for r in rows if r["variant"] == n], evals.get(n, [])) for n in names}
-    add_gains_over_start(out, cells, table)
+    table = {
+        n: summarize_variant(
+            [r for r in rows if r["variant"] == n], [s for c, s in evaluated.items() if c.variant.name == n]
+        )
+        for n in names
+    }
+    add_gains_over_start(out, evaluated, table)
     grpo_finals = final_val_by_seed([r for r in rows if r["variant"] == "grpo"])
     if grpo_finals:
         for n in names:
@@ -306,22 +304,29 @@ def report(out: Path, cells: list[Cell], rollouts_per_step: int | None = None) -
     return table
 
 
-def add_gains_over_start(out: Path, cells: list[Cell], table: dict[str, dict[str, Any]]) -> None:
+def read_scores(folder: Path) -> dict[str, float] | None:
+    """The overall scores of ``folder/eval.json`` (written by ``compare eval``), if it exists."""
+    path = folder / "eval.json"
+    return json.loads(path.read_text())["scores"]["all"] if path.is_file() else None
+
+
+def add_gains_over_start(
+    out: Path, evaluated: dict[Cell, dict[str, float]], table: dict[str, dict[str, Any]]
+) -> None:
     """pass@1 of each final checkpoint minus its seed's warm start, on the same prompts (paired)."""
     start = {}
-    for seed in sorted({c.seed for c in cells}):
-        path = start_folder(out, seed) / "eval.json"
-        if path.is_file():
-            start[seed] = json.loads(path.read_text())["scores"]["all"]
+    for seed in sorted({c.seed for c in evaluated}):
+        scores = read_scores(start_folder(out, seed))
+        if scores is not None:
+            start[seed] = scores
     if not start:
         return
     for name in table:
-        gains = []
-        for cell in cells:
-            path = cell.folder / "eval.json"
-            if cell.variant.name == name and cell.seed in start and path.is_file():
-                final = json.loads(path.read_text())["scores"]["all"]
-                gains.append(final["pass@1"] - start[cell.seed]["pass@1"])
+        gains = [
+            final["pass@1"] - start[cell.seed]["pass@1"]
+            for cell, final in evaluated.items()
+            if cell.variant.name == name and cell.seed in start
+        ]
         table[name]["eval_pass@1_gain_mean"] = mean_or_none(gains)
         table[name]["eval_pass@1_gain_sd"] = statistics.stdev(gains) if len(gains) > 1 else None
     keys = next(iter(start.values()))

@@ -37,7 +37,8 @@ class WarmStartSettings:
     learning_rate: float = 3e-3
     # The cosine schedule stops at this floor, not at zero: RL continues with a fresh Adam at a
     # learning rate of this order, and a model annealed to zero sits where such steps knock it
-    # off (measured: 10 steps of fresh-Adam SFT at 1e-3 halved its greedy accuracy).
+    # off (scripts/probe_warmstart_lr.py: 5 steps of fresh-Adam SFT at 1e-3 took its greedy
+    # held-out accuracy from 0.58 to 0.31).
     final_learning_rate: float = 1e-3
     train_examples: int = 2000
     seed: int = 0
