@@ -158,3 +158,29 @@ def bank_entries(bank):
         for hits in bank.retrieve(["How many limes figs pears plums are in the box"], k=10)
         for ex, _ in hits
     ]
+
+
+def test_a_phase_over_every_prompt_does_not_seed_the_next_phase(verl_config, manager):
+    """Seeded prompts of a phase that covers every prompt stay that phase's: the step's batch is untouched.
+
+    Every prompt fails unseeded and succeeds seeded, so phase 2 (which reaches all four prompts)
+    seeds them all, and phase 3 seeds none of them (each has a success by then). Every stored
+    rollout sampled under exemplars must be counted as seeded, and phase 3 must use the originals.
+    """
+    bank = ExemplarBank(max_size=100)
+    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    names = ["kiwis", "dates", "yams", "nuts"]
+    batch, report = run_step(verl_config, manager, 3, [0.0] * len(names), names, bank=bank)
+    originals = {str(u): p[-1]["content"] for u, p in zip(batch["uid"], batch["raw_prompt"], strict=True)}
+    assert all("apples" not in text for text in originals.values())  # the caller's batch is unchanged
+    keys = sample_all(verl_config, len(names), step=3)
+    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["raw_prompt", "uid"])
+    sampled_seeded = sum(
+        prompt[-1]["content"] != originals[str(uid)]
+        for prompt, uid in zip(stored["raw_prompt"], stored["uid"], strict=True)
+    )
+    assert report.metrics["xrpo/phases_run"] == 3
+    assert report.metrics["xrpo/seeding/prompts_seeded"] == len(names)
+    assert sampled_seeded == report.metrics["xrpo/seeding/seeded_rollouts"]
+    assert sampled_seeded < len(keys) - len(names) * 3  # phase 3 ran unseeded
+    tq.kv_clear(keys=keys, partition_id="train")

@@ -160,7 +160,9 @@ class PhasedRollout:
         timing: dict[str, float],
         label: str,
     ) -> None:
-        sub = batch if len(rows) == len(records) else tu.index_select_tensor_dict(batch, rows.tolist())
+        # Always a copy, even when the phase covers every prompt: the fields set below (counts,
+        # offsets, seeded prompts) belong to this phase and must not leak into the step's batch.
+        sub = tu.index_select_tensor_dict(batch, rows.tolist())
         tu.assign_non_tensor_stack(sub, ROLLOUT_N_KEY, [int(n) for n in extra])
         tu.assign_non_tensor_stack(sub, SESSION_OFFSET_KEY, [int(o) for o in offsets])
         if seeded:
