@@ -90,8 +90,15 @@ class SeedingConfig:
     bank_size: int = 10000
     # Optional curated (question, solution) file: .parquet, .jsonl or .json.
     preload_path: str | None = None
-    # Seeded rollouts join their prompt's advantage group (True) or form a group of their own.
-    join_group: bool = True
+    # Later-phase rollouts under exemplars for each prompt that failed every phase-1 rollout. They
+    # are their own share of the step's budget, whatever the planner's UCB weight.
+    rollouts_per_prompt: int = 2
+    # Seeding's share never exceeds this fraction of the later phases' budget (but each such
+    # prompt gets at least one seeded rollout while the first later phase has room).
+    max_budget_share: float = 0.25
+    # A control arm to measure seeding's lift: this share of the prompts that qualify gets the same
+    # rollouts without exemplars. 0 in training runs; experiments set it.
+    control_share: float = 0.0
 
     def __post_init__(self) -> None:
         p = "seeding."
@@ -120,6 +127,27 @@ class SeedingConfig:
             )
         if not math.isfinite(self.min_score):
             raise _fail(p + "min_score", self.min_score, "must be finite", "Use 0.0 to accept any overlap.")
+        if self.rollouts_per_prompt < 1:
+            raise _fail(
+                p + "rollouts_per_prompt",
+                self.rollouts_per_prompt,
+                "must be at least 1",
+                "Use 2, or seeding.enable=false to switch seeding off.",
+            )
+        if not 0.0 < self.max_budget_share <= 1.0:
+            raise _fail(
+                p + "max_budget_share",
+                self.max_budget_share,
+                "is not in (0, 1]",
+                "Use e.g. 0.25: seeding takes at most a quarter of the later phases' rollouts.",
+            )
+        if not 0.0 <= self.control_share < 1.0:
+            raise _fail(
+                p + "control_share",
+                self.control_share,
+                "is not in [0, 1)",
+                "Use 0 for training runs, or e.g. 0.5 to measure seeding against an unseeded control.",
+            )
 
 
 @dataclass(frozen=True)

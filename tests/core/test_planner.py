@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from verl_xrpo.config import PlanningConfig, XRPOConfigError
-from verl_xrpo.core.planner import RolloutPlanner, reward_statistics
+from verl_xrpo.core.planner import RolloutPlanner, reward_statistics, seeding_grants
 
 
 def run_step(planner: RolloutPlanner, rates: np.ndarray, rng: np.random.Generator, step: int = 5):
@@ -220,3 +220,67 @@ def test_bad_rewards_and_budgets_are_refused():
         planner.plan_phase([[1, 0], [0, 1]], 5, step=0)
     with pytest.raises(ValueError, match="negative"):
         planner.plan_phase([[1, 0]], -1, step=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    eligible=st.integers(0, 64),
+    num_prompts_extra=st.integers(0, 64),
+    n_base=st.integers(2, 6),
+    extra_per_prompt=st.integers(1, 12),
+    num_phases=st.integers(2, 4),
+    per_prompt=st.integers(1, 6),
+    max_share=st.floats(0.01, 1.0),
+)
+def test_seeding_share_is_bounded_and_reaches_every_prompt_it_can(
+    eligible, num_prompts_extra, n_base, extra_per_prompt, num_phases, per_prompt, max_share
+):
+    num_prompts = eligible + num_prompts_extra
+    planner = RolloutPlanner(
+        PlanningConfig(n_base=n_base, num_phases=num_phases), rollouts_per_prompt=n_base + extra_per_prompt
+    )
+    budgets = planner.phase_budgets(num_prompts)
+    grants = seeding_grants(eligible, sum(budgets), budgets[0] if budgets else 0, per_prompt, max_share)
+    assert len(grants) == eligible
+    assert grants.sum() <= (budgets[0] if budgets else 0)
+    assert grants.sum() <= max(int(max_share * sum(budgets)), eligible)  # the cap, never below 1 each
+    if eligible:
+        assert grants.max() <= per_prompt and grants.max() - grants.min() <= 1  # shared evenly
+        if budgets[0] >= eligible:
+            assert grants.min() >= 1  # every qualifying prompt is seeded while phase 2 has room
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    num_prompts=st.integers(1, 30),
+    failing_share=st.floats(0.0, 1.0),
+    per_prompt=st.integers(1, 4),
+    ucb_lambda=st.sampled_from([0.0, 0.05, 0.5]),
+    seed=st.integers(0, 2**16),
+)
+def test_a_step_with_seedings_share_keeps_grpos_budget_and_the_cap(
+    num_prompts, failing_share, per_prompt, ucb_lambda, seed
+):
+    rng = np.random.default_rng(seed)
+    planner = RolloutPlanner(PlanningConfig(n_base=4, ucb_lambda=ucb_lambda), rollouts_per_prompt=8)
+    rates = np.where(rng.uniform(size=num_prompts) < failing_share, 0.0, rng.uniform(size=num_prompts))
+    rewards = [
+        (rng.uniform(size=c) < p).astype(float)
+        for c, p in zip(planner.base_counts(num_prompts), rates, strict=True)
+    ]
+    budgets = planner.phase_budgets(num_prompts)
+    failing = [q for q, r in enumerate(rewards) if not r.any()]
+    reserved = np.zeros(num_prompts, dtype=np.int64)
+    reserved[failing] = seeding_grants(len(failing), sum(budgets), budgets[0], per_prompt, 0.25)
+    for phase, budget in enumerate(budgets):
+        held = reserved if phase == 0 else np.zeros_like(reserved)
+        extra = planner.plan_phase(rewards, budget - int(held.sum()), step=3, reserved=held).extra + held
+        assert extra.sum() == budget
+        rewards = [
+            np.concatenate([r, rng.uniform(size=e) < p])
+            for r, e, p in zip(rewards, extra, rates, strict=True)
+        ]
+    counts = np.array([len(r) for r in rewards])
+    assert counts.sum() == num_prompts * 8
+    assert counts.min() >= 4 and counts.max() <= planner.n_max
+    assert all(counts[q] >= 5 for q in failing)  # each prompt that failed phase 1 got seeded rollouts

@@ -61,8 +61,12 @@ def verl_submit(manager, step):
     return lambda batch: PPOTrainer._submit_batch_to_rollout(state, batch)
 
 
-def run_step(verl_config, manager, step, rates, names, bank):
-    settings = XRPOConfig.from_mapping(OmegaConf.to_container(verl_config.algorithm.xrpo))
+def run_step(verl_config, manager, step, rates, names, bank, **xrpo):
+    """One step's phases; ``xrpo`` overrides settings, e.g. ``seeding={"control_share": 0.5}``."""
+    values = OmegaConf.to_container(verl_config.algorithm.xrpo)
+    for group, changes in xrpo.items():
+        values[group].update(changes)
+    settings = XRPOConfig.from_mapping(values)
     planner = RolloutPlanner(settings.planning, ROLLOUT_N)
     tokenizer = manager_tokenizer(verl_config)
     phases = PhasedRollout(
@@ -183,4 +187,58 @@ def test_a_phase_over_every_prompt_does_not_seed_the_next_phase(verl_config, man
     assert report.metrics["xrpo/seeding/prompts_seeded"] == len(names)
     assert sampled_seeded == report.metrics["xrpo/seeding/seeded_rollouts"]
     assert sampled_seeded < len(keys) - len(names) * 3  # phase 3 ran unseeded
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def seeded_uids_of(batch, keys):
+    """uid of every stored rollout that was sampled with exemplars in its prompt."""
+    originals = {str(u): p[-1]["content"] for u, p in zip(batch["uid"], batch["raw_prompt"], strict=True)}
+    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["raw_prompt", "uid"])
+    return [
+        str(uid)
+        for prompt, uid in zip(stored["raw_prompt"], stored["uid"], strict=True)
+        if prompt[-1]["content"] != originals[str(uid)]
+    ]
+
+
+def test_every_prompt_failing_phase_one_is_seeded_at_the_default_ucb_weight(verl_config, manager):
+    """Seeding's own share: at ucb_lambda=0.05 the planner gives all-fail prompts nothing, seeding does."""
+    bank = ExemplarBank(max_size=100)
+    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    rates = [0.0, 0.0, 0.0, 0.5, 0.5, 0.6]
+    names = ["cats", "dogs", "owls", "bees", "ants", "elks"]
+    batch, report = run_step(verl_config, manager, 4, rates, names, bank=bank, planning={"ucb_lambda": 0.05})
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(uids), step=4)
+    assert len(keys) == len(set(keys)) == len(uids) * ROLLOUT_N  # still exactly GRPO's budget
+    seeded = seeded_uids_of(batch, keys)
+    assert set(seeded) == set(uids[:3])  # each all-fail prompt, and only those
+    # 3 prompts x 2 rollouts (the default) is above a quarter of the later phases' 6 x 3 = 18
+    # rollouts, so the cap, int(4.5) = 4, applies: still at least one seeded rollout each.
+    assert report.metrics["xrpo/budget/seeding_share"] == 4
+    assert report.metrics["xrpo/seeding/prompts_seeded"] == 3
+    assert report.metrics["xrpo/seeding/seeded_rollouts"] == len(seeded) >= 4
+    budget = report.metrics
+    assert budget["xrpo/budget/rollouts_mixed"] + budget["xrpo/budget/rollouts_all_fail"] + budget[
+        "xrpo/budget/rollouts_all_correct"
+    ] == len(keys)
+    assert budget["xrpo/budget/useful_share"] == budget["xrpo/budget/rollouts_mixed"] / len(keys)
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_seedings_control_arm_draws_the_same_rollouts_without_exemplars(verl_config, manager):
+    bank = ExemplarBank(max_size=100)
+    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    names = [f"thing{i}" for i in range(10)]
+    batch, report = run_step(
+        verl_config, manager, 5, [0.0] * len(names), names, bank=bank, seeding={"control_share": 0.5}
+    )
+    keys = sample_all(verl_config, len(names), step=5)
+    m = report.metrics
+    assert m["xrpo/seeding/treated_rollouts"] > 0 and m["xrpo/seeding/control_rollouts"] > 0
+    # scripted: seeded prompts always succeed, unseeded ones never, so the arms are told apart
+    assert m["xrpo/seeding/treated_successes"] == m["xrpo/seeding/treated_rollouts"]
+    assert m["xrpo/seeding/control_successes"] == 0
+    seeded = set(seeded_uids_of(batch, keys))
+    assert 0 < len(seeded) < len(names)  # the control prompts were never sampled with exemplars
     tq.kv_clear(keys=keys, partition_id="train")

@@ -132,9 +132,12 @@ class RolloutPlanner:
         budget: int,
         step: int,
         rollouts_drawn: int = 0,
+        reserved: np.ndarray | None = None,
     ) -> PhasePlan:
         """Grant ``budget`` more rollouts given each prompt's rewards so far (any group sizes).
 
+        ``reserved[q]`` rollouts of this phase are already promised to prompt q (seeding's share):
+        they count towards its n and its cap, and are not part of ``extra``.
         Rewards should be correctness (0/1); any finite values work. Deterministic for the same input.
         """
         if not self.config.enable:
@@ -142,6 +145,8 @@ class RolloutPlanner:
                 "planning is off (algorithm.xrpo.planning.enable=false): there are no later phases"
             )
         counts, std = reward_statistics(rewards)
+        if reserved is not None:
+            counts = counts + np.asarray(reserved, dtype=np.int64)
         room = np.maximum(self.n_max - counts, 0)
         if budget < 0:
             raise ValueError(f"a phase budget cannot be negative, got {budget}")
@@ -179,3 +184,20 @@ class RolloutPlanner:
     def step_budget(self, num_prompts: int) -> int:
         """Rollouts in a whole step: the same as GRPO with ``rollout.n`` per prompt."""
         return num_prompts * self.rollouts_per_prompt
+
+
+def seeding_grants(
+    eligible: int, later_budget: int, first_phase_budget: int, per_prompt: int, max_share: float
+) -> np.ndarray:
+    """Seeding's rollouts for ``eligible`` prompts, placed in the first later phase.
+
+    Each prompt gets ``per_prompt``, unless that exceeds ``max_share`` of the later phases' budget;
+    the cap never cuts below one rollout per prompt, and the first later phase must hold it all.
+    Rollouts go evenly, any remainder to the prompts listed first.
+    """
+    if eligible <= 0:
+        return np.zeros(0, dtype=np.int64)
+    cap = max(int(max_share * later_budget), eligible)
+    total = min(eligible * per_prompt, cap, first_phase_budget)
+    share, remainder = divmod(total, eligible)
+    return np.array([share + (1 if i < remainder else 0) for i in range(eligible)], dtype=np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.bank import ExemplarBank
-from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.core.planner import RolloutPlanner, seeding_grants
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY
@@ -47,6 +48,12 @@ class PromptRecord:
     correct: list[float] = field(default_factory=list)
     seeded_sessions: int = 0
     seeded_correct: int = 0
+    # Failed all of phase 1 and had exemplars that fit; in the control arm it is sampled without them.
+    qualified: bool = False
+    control: bool = False
+    # Rollouts of the first later phase (phase 2), where seeding's own share is drawn.
+    phase2_sessions: int = 0
+    phase2_correct: int = 0
 
 
 @dataclass
@@ -88,51 +95,89 @@ class PhasedRollout:
             batch, records, np.arange(len(uids)), counts, np.zeros_like(counts), {}, timing, label="phase 1"
         )
         zero_variance_before = _zero_variance_share(records)
-        seeded_prompts, phases_run = 0, 1
-        for phase, budget in enumerate(self.planner.phase_budgets(len(uids)), start=2):
+        budgets = self.planner.phase_budgets(len(uids))
+        start = time.perf_counter()
+        reserved, first_seeded = self._seeding_share(records, budgets, step)
+        timing["retrieval"] += time.perf_counter() - start
+        phases_run = 1
+        for phase, budget in enumerate(budgets, start=2):
+            held = reserved if phase == 2 else np.zeros_like(reserved)
             start = time.perf_counter()
             plan = self.planner.plan_phase(
                 [r.correct for r in records],
-                budget,
+                budget - int(held.sum()),
                 step=step,
                 rollouts_drawn=rollouts_drawn + int(counts.sum()),
+                reserved=held,
             )
             timing["planning"] += time.perf_counter() - start
-            rows = np.flatnonzero(plan.extra)
+            extra = plan.extra + held
+            rows = np.flatnonzero(extra)
             if len(rows) == 0:
                 continue
             start = time.perf_counter()
-            seeded = self._seeded_messages(records, rows)
+            seeded = first_seeded if phase == 2 else self._seeded_messages(records, rows)
+            seeded = {row: m for row, m in seeded.items() if extra[row] > 0}
             timing["retrieval"] += time.perf_counter() - start
-            seeded_prompts += sum(1 for row in seeded if records[row].seeded_sessions == 0)
             self._run_phase(
-                batch, records, rows, plan.extra[rows], counts[rows], seeded, timing, label=f"phase {phase}"
+                batch, records, rows, extra[rows], counts[rows], seeded, timing, label=f"phase {phase}"
             )
-            counts = counts + plan.extra
+            counts = counts + extra
             phases_run += 1
-        per_prompt = np.array([len(r.correct) for r in records])
-        metrics = {
-            "xrpo/rollouts_per_prompt/mean": float(per_prompt.mean()),
-            "xrpo/rollouts_per_prompt/min": float(per_prompt.min()),
-            "xrpo/rollouts_per_prompt/max": float(per_prompt.max()),
-            "xrpo/phases_run": float(phases_run),
-            "xrpo/zero_variance_share/before_planning": zero_variance_before,
-            "xrpo/zero_variance_share/after_planning": _zero_variance_share(records),
-            "xrpo/seeding/prompts_seeded": float(seeded_prompts),
-            "xrpo/seeding/seeded_rollouts": float(sum(r.seeded_sessions for r in records)),
-            "xrpo/seeding/prompts_with_seeded_success": float(sum(r.seeded_correct > 0 for r in records)),
-            "xrpo/bank_size": float(len(self.bank)) if self.bank is not None else 0.0,
-            "timing_s/xrpo_planning": timing["planning"],
-            "timing_s/xrpo_retrieval": timing["retrieval"],
-            "timing_s/xrpo_generation_phases": timing["generation"],
-        }
-        return StepReport(metrics=metrics, rollouts=int(per_prompt.sum()))
+        metrics = step_metrics(records)
+        metrics.update(
+            {
+                "xrpo/phases_run": float(phases_run),
+                "xrpo/zero_variance_share/before_planning": zero_variance_before,
+                "xrpo/budget/seeding_share": float(reserved.sum()),
+                "xrpo/bank_size": float(len(self.bank)) if self.bank is not None else 0.0,
+                "timing_s/xrpo_planning": timing["planning"],
+                "timing_s/xrpo_retrieval": timing["retrieval"],
+                "timing_s/xrpo_generation_phases": timing["generation"],
+            }
+        )
+        return StepReport(metrics=metrics, rollouts=int(counts.sum()))
+
+    def _seeding_share(
+        self, records: list[PromptRecord], budgets: list[int], step: int
+    ) -> tuple[np.ndarray, dict[int, list[dict]]]:
+        """Seeding's own rollouts for the first later phase, and the seeded prompts they are drawn with.
+
+        Every prompt that failed all of phase 1 and has exemplars that fit qualifies; a random
+        ``control_share`` of them gets the same rollouts unseeded (the control arm).
+        """
+        reserved = np.zeros(len(records), dtype=np.int64)
+        if not budgets:
+            return reserved, {}
+        seeded = self._seeded_messages(records, np.arange(len(records)))
+        qualifying = sorted(seeded)
+        for row in qualifying:
+            records[row].qualified = True
+        seeding = self.settings.seeding
+        if seeding.control_share > 0 and qualifying:
+            # The same step and prompts give the same arms, so a rerun of a step is reproducible.
+            rng = np.random.default_rng([step, zlib.crc32(" ".join(r.uid for r in records).encode())])
+            controls = rng.random(len(qualifying)) < seeding.control_share
+            for row, control in zip(qualifying, controls, strict=True):
+                if control:
+                    records[row].control = True
+                    del seeded[row]
+        per_prompt = min(seeding.rollouts_per_prompt, self.planner.n_max - self.planner.config.n_base)
+        grants = seeding_grants(
+            len(qualifying), sum(budgets), budgets[0], per_prompt, seeding.max_budget_share
+        )
+        reserved[qualifying] = grants
+        return reserved, seeded
 
     def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
         """Seeded chat messages for the rows whose rollouts all failed so far (where exemplars fit)."""
         if self.bank is None or len(self.bank) == 0:
             return {}
-        failing = [int(row) for row in rows if records[row].correct and not any(records[row].correct)]
+        failing = [
+            int(row)
+            for row in rows
+            if records[row].correct and not any(records[row].correct) and not records[row].control
+        ]
         if not failing:
             return {}
         hits = self.bank.retrieve(
@@ -185,6 +230,9 @@ class PhasedRollout:
         for traj in trajectories:
             record = by_uid[traj.uid]
             record.correct.append(float(traj.correct))
+            if label == "phase 2":
+                record.phase2_sessions += 1
+                record.phase2_correct += int(traj.correct)
             if traj.uid in seeded_uids:
                 record.seeded_sessions += 1
                 record.seeded_correct += int(traj.correct)
@@ -195,6 +243,36 @@ class PhasedRollout:
         logger.info(
             "XRPO %s: %d prompts (%d seeded), %d rollouts", label, len(rows), len(seeded), len(trajectories)
         )
+
+
+def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
+    """How the step's budget went, from every rollout's correctness (groups as they end the step)."""
+    sizes = np.array([len(r.correct) for r in records])
+    solved = np.array([sum(r.correct) for r in records])
+    mixed, all_fail = (solved > 0) & (solved < sizes), solved == 0
+    treated = [r for r in records if r.qualified and not r.control]
+    control = [r for r in records if r.qualified and r.control]
+    return {
+        "xrpo/rollouts_per_prompt/mean": float(sizes.mean()),
+        "xrpo/rollouts_per_prompt/min": float(sizes.min()),
+        "xrpo/rollouts_per_prompt/max": float(sizes.max()),
+        "xrpo/zero_variance_share/after_planning": float(1 - mixed.mean()),
+        "xrpo/budget/rollouts_mixed": float(sizes[mixed].sum()),
+        "xrpo/budget/rollouts_all_fail": float(sizes[all_fail].sum()),
+        "xrpo/budget/rollouts_all_correct": float(sizes[~mixed & ~all_fail].sum()),
+        # Rollouts in groups with reward variance: those carry a learning signal.
+        "xrpo/budget/useful_share": float(sizes[mixed].sum() / max(sizes.sum(), 1)),
+        "xrpo/seeding/prompts_seeded": float(sum(r.seeded_sessions > 0 for r in records)),
+        "xrpo/seeding/seeded_rollouts": float(sum(r.seeded_sessions for r in records)),
+        "xrpo/seeding/seeded_successes": float(sum(r.seeded_correct for r in records)),
+        "xrpo/seeding/prompts_with_seeded_success": float(sum(r.seeded_correct > 0 for r in records)),
+        # Seeding's lift, as an experiment (seeding.control_share > 0): phase-2 rollouts of prompts
+        # that failed all of phase 1, with exemplars (treated) and without (control).
+        "xrpo/seeding/treated_rollouts": float(sum(r.phase2_sessions for r in treated)),
+        "xrpo/seeding/treated_successes": float(sum(r.phase2_correct for r in treated)),
+        "xrpo/seeding/control_rollouts": float(sum(r.phase2_sessions for r in control)),
+        "xrpo/seeding/control_successes": float(sum(r.phase2_correct for r in control)),
+    }
 
 
 def _zero_variance_share(records: list[PromptRecord]) -> float:
