@@ -30,7 +30,7 @@ if [[ "$device" == cpu ]]; then
     python -m verl_xrpo.cpu.environment --fix
 else
     echo "install: accelerator mode"
-    pip_install -e ".[test,compare]"
+    pip_install -e ".[test,scale-model]"
 fi
 
 python -W ignore - <<'PY'

@@ -19,8 +19,8 @@ from dataclasses import replace
 import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
-from verl_xrpo.toy import tasks
-from verl_xrpo.toy.warmstart import (
+from recipe.xrpo.scale_model import tasks
+from recipe.xrpo.scale_model.warmstart import (
     WarmStartSettings,
     build_warm_model_dir,
     encode_examples,

@@ -1,6 +1,6 @@
 import pytest
 
-from verl_xrpo.toy.tokenizer import build_toy_tokenizer
+from recipe.xrpo.scale_model.tokenizer import build_toy_tokenizer
 
 
 @pytest.fixture(scope="session")

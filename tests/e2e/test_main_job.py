@@ -1,6 +1,6 @@
 """The README's main job, run for real: stock ``verl.trainer.main_ppo`` with XRPO on this machine.
 
-Two invocations of ``python -m verl_xrpo.toy.train``: two training steps with a checkpoint after
+Two invocations of ``python -m recipe.xrpo.scale_model.train``: two training steps with a checkpoint after
 each, then a third step resumed from the last checkpoint. Everything runs: verl's FSDP actor, the
 vLLM rollout, TransferQueue, Ray; on a machine without an accelerator, through CPU mode.
 
@@ -50,7 +50,7 @@ def main_job(run_dir: Path, steps: int) -> subprocess.CompletedProcess:
     command = [
         sys.executable,
         "-m",
-        "verl_xrpo.toy.train",
+        "recipe.xrpo.scale_model.train",
         f"--run-dir={run_dir}",
         f"--steps={steps}",
         f"--prompts-per-step={PROMPTS}",

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-from verl_xrpo.toy import tasks
-from verl_xrpo.toy.warmstart import WarmStartSettings, build_warm_model_dir
+from recipe.xrpo.scale_model import tasks
+from recipe.xrpo.scale_model.train import REWARD_FILE
+from recipe.xrpo.scale_model.warmstart import WarmStartSettings, build_warm_model_dir
 
 
 def run_eval(*args: str) -> subprocess.CompletedProcess:
@@ -24,7 +25,9 @@ def test_scores_a_model_folder_with_vllm(tmp_path):
     data = tasks.write_parquet(tasks.generate_rows("val", 128, seed=5), tmp_path / "val.parquet")
     out = tmp_path / "scores.json"
     done = run_eval(
-        str(model), "--data", str(data), "--samples", "16", "--k", "1", "8", "16", "--out", str(out)
+        str(model),
+        *("--data", str(data), "--samples", "16", "--k", "1", "8", "16", "--out", str(out)),
+        *("--reward-file", str(REWARD_FILE)),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())

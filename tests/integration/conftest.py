@@ -11,7 +11,7 @@ import transfer_queue as tq
 from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 
-from verl_xrpo.toy.model import build_toy_model_dir
+from recipe.xrpo.scale_model.model import build_toy_model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 ROLLOUT_N = 6

@@ -3,8 +3,9 @@
     python -m verl_xrpo.eval MODEL --data val.parquet [--samples 8] [--k 1 4 8] [--out scores.json]
 
 MODEL is a Hugging Face folder or a verl checkpoint (``.../global_step_N``). Responses are sampled
-with vLLM (on CPU in CPU mode) and graded by a verl reward function file (default: the toy tasks'
-``verl_xrpo/toy/reward.py``). Prints a table per data source and writes JSON.
+with vLLM (on CPU in CPU mode) and graded by a verl reward function file (``--reward-file``; by
+default verl's own ``default_compute_score``, which picks a grader by data source). Prints a table
+per data source and writes JSON.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from verl_xrpo.eval.sample import (
     sample_and_grade,
 )
 
-DEFAULT_REWARD = Path(__file__).resolve().parents[1] / "toy" / "reward.py"
-
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m verl_xrpo.eval", description=__doc__.splitlines()[0])
@@ -37,7 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--max-tokens", type=int, default=16, help="response length cap (default: %(default)s)"
     )
-    parser.add_argument("--reward-file", type=Path, default=DEFAULT_REWARD, help="verl custom reward file")
+    parser.add_argument(
+        "--reward-file", type=Path, default=None, help="verl custom reward file (default: verl's graders)"
+    )
     parser.add_argument(
         "--reward-name", default="compute_score", help="function in it (default: %(default)s)"
     )

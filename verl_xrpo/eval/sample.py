@@ -47,7 +47,14 @@ def resolve_model(path: Path) -> Path:
     return merged
 
 
-def load_reward_module(path: Path) -> ModuleType:
+def load_reward_module(path: Path | None) -> ModuleType:
+    """A verl custom reward file as a module; None gives verl's own graders as ``compute_score``."""
+    if path is None:
+        from verl.utils.reward_score import default_compute_score
+
+        module = ModuleType("verl_default_reward")
+        module.compute_score = default_compute_score
+        return module
     spec = importlib.util.spec_from_file_location(f"reward_{path.stem}", path)
     if spec is None or spec.loader is None or not path.is_file():
         raise EvalInputError(f"cannot load a reward function from {path}")

@@ -2,7 +2,7 @@
 
 Rows follow verl's RL dataset layout (``data_source``, ``prompt`` as chat messages, ``ability``,
 ``reward_model.ground_truth``, ``extra_info``), so ``data.train_files`` can point at the parquet
-files as they are; ``verl_xrpo/toy/reward.py`` is their ``reward.custom_reward_function``.
+files as they are; ``recipe/xrpo/scale_model/reward.py`` is their ``reward.custom_reward_function``.
 
 The mix is chosen for a tiny CPU model: most sums have two single-digit terms (learnable within
 minutes), some have three or two-digit terms (often all-fail, which is what XRPO's seeding is for).
@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from verl_xrpo.toy.reward import ANSWER_PREFIX, compute_score
+from recipe.xrpo.scale_model.reward import ANSWER_PREFIX, compute_score
 
 __all__ = ["compute_score", "generate_rows", "solution_text", "write_parquet"]
 

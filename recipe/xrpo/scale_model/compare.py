@@ -1,10 +1,10 @@
 """The scale-model comparison: GRPO, GSPO, XRPO and its ablations at one rollout budget, on CPU.
 
-    python -m verl_xrpo.toy.compare train  --out results/toy-compare [--seeds 0 1 2] [--steps 30]
-    python -m verl_xrpo.toy.compare eval   --out results/toy-compare   # pass@k / cons@k of each cell
-    python -m verl_xrpo.toy.compare report --out results/toy-compare   # CSV, JSON and PNG plots
+    python -m recipe.xrpo.scale_model.compare train  --out results/toy-compare [--seeds 0 1 2] [--steps 30]
+    python -m recipe.xrpo.scale_model.compare eval   --out results/toy-compare   # pass@k / cons@k
+    python -m recipe.xrpo.scale_model.compare report --out results/toy-compare   # CSV, JSON and PNG plots
 
-Every cell (variant x seed) is one run of the main job (``verl_xrpo.toy.train``) through stock
+Every cell (variant x seed) is one run of the main job (``recipe.xrpo.scale_model.train``) through stock
 ``main_ppo``, with the seed's warm-started model shared by all variants, the same data, the same
 ``train_batch_size * rollout.n`` rollouts per step, and held-out validation every few steps. A
 finished cell is skipped when ``train`` runs again, so re-running one cell means deleting its
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verl_xrpo.toy.train import RunPaths, ToyRun, prepare, read_metrics, train
-from verl_xrpo.toy.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+from recipe.xrpo.scale_model.train import REWARD_FILE, RunPaths, ToyRun, prepare, read_metrics, train
+from recipe.xrpo.scale_model.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
 
 GSPO_LOSS = (
     "actor_rollout_ref.actor.policy_loss.loss_mode=gspo",
@@ -138,7 +138,7 @@ def evaluate(model: str | Path, data: Path, samples: int, seed: int, folder: Pat
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "verl_xrpo.eval", str(model), "--data", str(data)]
     command += ["--samples", str(samples), "--k", "1", str(samples // 2), str(samples)]
-    command += ["--seed", str(seed), "--out", str(folder / "eval.json")]
+    command += ["--seed", str(seed), "--reward-file", str(REWARD_FILE), "--out", str(folder / "eval.json")]
     print(f"[{label}] evaluating {model} ({samples} samples per prompt)", flush=True)
     with (folder / "eval.log").open("w") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -418,7 +418,7 @@ def _fmt(value: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m verl_xrpo.toy.compare", description=__doc__.splitlines()[0]
+        prog="python -m recipe.xrpo.scale_model.compare", description=__doc__.splitlines()[0]
     )
     parser.add_argument("action", choices=["train", "eval", "report"])
     parser.add_argument("--out", type=Path, default=Path("results/toy-compare"))

@@ -5,7 +5,7 @@ A short SFT on solved tasks (``tasks.solution_text``) brings the tiny Qwen2 mode
 accuracy: easy sums are often right, harder ones mostly wrong, which is the regime XRPO is for.
 The result is an ordinary model folder (config, safetensors, tokenizer) that verl and vLLM load.
 
-``python -m verl_xrpo.toy.warmstart DIR`` builds one and prints its accuracy.
+``python -m recipe.xrpo.scale_model.warmstart DIR`` builds one and prints its accuracy.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
-from verl_xrpo.toy import tasks
-from verl_xrpo.toy.model import toy_qwen2_config
-from verl_xrpo.toy.tokenizer import build_toy_tokenizer
+from recipe.xrpo.scale_model import tasks
+from recipe.xrpo.scale_model.model import toy_qwen2_config
+from recipe.xrpo.scale_model.tokenizer import build_toy_tokenizer
 
 _log = logging.getLogger("verl_xrpo")
 REPORT_FILE = "warmstart.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from verl_xrpo.toy.tokenizer import build_toy_tokenizer
+from recipe.xrpo.scale_model.tokenizer import build_toy_tokenizer
 
 # vLLM's CPU attention supports head sizes from 32 up; smaller heads fail at the first generation.
 HEAD_DIM = 32

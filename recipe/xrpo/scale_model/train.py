@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verl_xrpo.toy import tasks
-from verl_xrpo.toy.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+from recipe.xrpo.scale_model import tasks
+from recipe.xrpo.scale_model.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
 
 ESTIMATORS = ("xrpo", "grpo")
 REWARD_FILE = Path(__file__).with_name("reward.py")
@@ -331,9 +331,10 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     if sep in own:
         own, extra = own[: own.index(sep)], own[own.index(sep) + 1 :]
     parser = argparse.ArgumentParser(
-        prog="python -m verl_xrpo.toy.train",
+        prog="python -m recipe.xrpo.scale_model.train",
         description=__doc__.split("\n\n")[0],
-        epilog="Example: python -m verl_xrpo.toy.train --steps 4 -- algorithm.xrpo.planning.n_base=3",
+        epilog="Example: python -m recipe.xrpo.scale_model.train --steps 4 -- "
+        "algorithm.xrpo.planning.n_base=3",
     )
     parser.add_argument("--run-dir", type=Path, default=Path("runs/toy"), help="default: %(default)s")
     parser.add_argument(

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from verl_xrpo.toy import tasks
-from verl_xrpo.toy.model import build_toy_model_dir
-from verl_xrpo.toy.reward import compute_score, extract_answer
-from verl_xrpo.toy.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+from recipe.xrpo.scale_model import tasks
+from recipe.xrpo.scale_model.model import build_toy_model_dir
+from recipe.xrpo.scale_model.reward import compute_score, extract_answer
+from recipe.xrpo.scale_model.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
 
 
 def test_the_saved_tokenizer_encodes_as_the_trained_one(tmp_path, toy_tokenizer):

@@ -1,4 +1,4 @@
-"""The reward of the toy tasks (``verl_xrpo.toy.tasks``): verl's ``reward.custom_reward_function``.
+"""The reward of the toy tasks (``recipe.xrpo.scale_model.tasks``): verl's ``reward.custom_reward_function``.
 
 verl loads this file by path, outside the package (``reward.custom_reward_function.path``), so it
 imports nothing from verl-xrpo and stays a plain module.

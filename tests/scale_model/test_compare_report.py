@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from verl_xrpo.toy.compare import (
+from recipe.xrpo.scale_model.compare import (
     START,
     VAL_ACC,
     VARIANTS,

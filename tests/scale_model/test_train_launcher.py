@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from verl_xrpo.toy.train import RunPaths, ToyRun, parse_args, read_metrics, step_line, summarize, xrpo_notices
+from recipe.xrpo.scale_model.train import (
+    RunPaths,
+    ToyRun,
+    parse_args,
+    read_metrics,
+    step_line,
+    summarize,
+    xrpo_notices,
+)
 
 
 def test_overrides_are_plain_verl_keys_that_compose(tmp_path):
@@ -19,7 +27,7 @@ def test_overrides_are_plain_verl_keys_that_compose(tmp_path):
     assert config.algorithm.adv_estimator == "xrpo"
     assert config.trainer.total_training_steps == 3 and config.trainer.save_freq == 3
     assert config.actor_rollout_ref.rollout.n * config.data.train_batch_size == 64
-    assert config.reward.custom_reward_function.path.endswith("verl_xrpo/toy/reward.py")
+    assert config.reward.custom_reward_function.path.endswith("recipe/xrpo/scale_model/reward.py")
 
 
 def test_metrics_are_read_a_whole_line_at_a_time(tmp_path):
