@@ -1,99 +1,255 @@
-"""A rollout-budget simulation: XRPO's planner against GRPO's uniform n, on simulated prompts.
+"""Allocation benchmark: how well each way of spending a step's rollouts finds a learning signal.
 
-Each prompt has a hidden solve rate (a quarter never solved, some always solved, the rest spread
-out, as in a GRPO batch on math); a rollout succeeds with that probability. At the same budget per
-step, it reports how many rollouts land in groups with a learning signal (non-zero reward
-variance) and how well each prompt's solve rate is estimated. No model, no GPU, a few seconds.
+Each prompt has a true success probability p; a rollout succeeds with it. Every allocator spends
+GRPO's step budget (``prompts x rollout-n``) and is scored on the rollouts it puts into groups with
+reward variance (mixed groups: the only ones with a non-zero GRPO advantage):
 
-    python -m verl_xrpo.simulate --steps 20 --prompts 64 --rollout-n 8
+- ``uniform``: GRPO, ``rollout-n`` for every prompt;
+- ``xrpo``: XRPO's planner at its defaults (phases, t-interval shrink + UCB bonus), with seeding's
+  own share for the prompts that failed all of phase 1 (seeded rollouts succeed with
+  ``max(p, --seeded-success)``: 0, the default, assumes exemplars never help);
+- ``xrpo_no_seeding``: the same planner without seeding's share;
+- ``oracle``: knows every p and places the same budget (at most ``n_max`` per prompt) to maximise
+  the expected rollouts in mixed groups, sum of k (1 - p^k - (1-p)^k), by dynamic programming.
+
+    python -m verl_xrpo.simulate                      # every built-in mixture, a table of medians
+    python -m verl_xrpo.simulate --rates rates.json   # per-prompt success rates recorded elsewhere
+
+No model and no GPU: a few seconds. Figures and their reading are in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from verl_xrpo.config import PlanningConfig
-from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.config import PlanningConfig, SeedingConfig
+from verl_xrpo.core.planner import RolloutPlanner, seeding_grants
 
 
-def draw_rates(num_prompts: int, rng: np.random.Generator) -> np.ndarray:
-    kind = rng.uniform(size=num_prompts)
-    return np.where(kind < 0.25, 0.0, np.where(kind < 0.35, 1.0, rng.beta(0.7, 0.7, size=num_prompts)))
+@dataclass(frozen=True)
+class Mixture:
+    """Per-prompt success probabilities: shares of Beta(a, b) components."""
+
+    name: str
+    components: tuple[tuple[float, float, float], ...]  # (share, a, b)
+
+    def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        shares = np.array([c[0] for c in self.components])
+        which = rng.choice(len(shares), size=size, p=shares / shares.sum())
+        a = np.array([c[1] for c in self.components])[which]
+        b = np.array([c[2] for c in self.components])[which]
+        return rng.beta(a, b)
+
+
+# Shaped like math RL batches: many prompts almost never solved, many almost always, some between.
+MIXTURES = (
+    Mixture("math_hard", ((0.45, 0.2, 6.0), (0.15, 6.0, 0.2), (0.40, 1.0, 1.0))),
+    Mixture("math_easy", ((0.20, 0.2, 6.0), (0.45, 6.0, 0.2), (0.35, 1.0, 1.0))),
+    Mixture("math_polar", ((0.40, 0.1, 10.0), (0.40, 10.0, 0.1), (0.20, 0.7, 0.7))),
+)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Per-prompt success rates measured elsewhere (e.g. a warm start), resampled with replacement."""
+
+    name: str
+    rates: np.ndarray
+
+    def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.choice(self.rates, size=size, replace=True)
 
 
 def sample(rates: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     return [(rng.uniform(size=c) < p).astype(float) for c, p in zip(counts, rates, strict=True)]
 
 
-def step_summary(rewards: list[np.ndarray], rates: np.ndarray) -> dict[str, float]:
-    counts = np.array([len(r) for r in rewards])
-    mixed = np.array([0 < r.sum() < len(r) for r in rewards])
-    error = np.array([abs(r.mean() - p) for r, p in zip(rewards, rates, strict=True)])
-    return {
-        "useful_rollout_share": float(counts[mixed].sum() / counts.sum()),
-        "zero_variance_group_share": float(1 - mixed.mean()),
-        "rate_abs_error": float(error.mean()),
-        "rollouts_min": int(counts.min()),
-        "rollouts_max": int(counts.max()),
-    }
+@dataclass(frozen=True)
+class StepOutcome:
+    rewards: list[np.ndarray]
+    failed_phase_one: int = 0  # prompts whose phase-1 rollouts all failed
+    seeded: int = 0  # of those, prompts that got seeded rollouts
 
 
-def run(steps: int, num_prompts: int, rollout_n: int, config: PlanningConfig, seed: int) -> dict[str, dict]:
-    rng = np.random.default_rng(seed)
-    planner = RolloutPlanner(config, rollouts_per_prompt=rollout_n)
-    totals: dict[str, list[dict]] = {"grpo": [], "xrpo": []}
-    plan_seconds = 0.0
-    for step in range(1, steps + 1):
-        rates = draw_rates(num_prompts, rng)
-        totals["grpo"].append(step_summary(sample(rates, np.full(num_prompts, rollout_n), rng), rates))
-        rewards = sample(rates, planner.base_counts(num_prompts), rng)
-        for budget in planner.phase_budgets(num_prompts):
-            start = time.perf_counter()
-            extra = planner.plan_phase(rewards, budget, step=step).extra
-            plan_seconds += time.perf_counter() - start
-            rewards = [
-                np.concatenate([r, more]) for r, more in zip(rewards, sample(rates, extra, rng), strict=True)
-            ]
-        assert sum(len(r) for r in rewards) == planner.step_budget(num_prompts)
-        totals["xrpo"].append(step_summary(rewards, rates))
-        g, x = totals["grpo"][-1], totals["xrpo"][-1]
-        print(
-            f"step {step:3d}/{steps}  useful rollouts: grpo {g['useful_rollout_share']:.3f}  "
-            f"xrpo {x['useful_rollout_share']:.3f}   "
-            f"xrpo rollouts/prompt {x['rollouts_min']}-{x['rollouts_max']}",
-            flush=True,
+def uniform(rates: np.ndarray, rollout_n: int, rng: np.random.Generator) -> StepOutcome:
+    return StepOutcome(sample(rates, np.full(len(rates), rollout_n), rng))
+
+
+def xrpo(
+    rates: np.ndarray,
+    rollout_n: int,
+    rng: np.random.Generator,
+    step: int,
+    planning: PlanningConfig,
+    seeding: SeedingConfig | None,
+    seeded_success: float,
+) -> StepOutcome:
+    """One step as ``integration/phases.py`` runs it, with every prompt's exemplars fitting."""
+    planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
+    rewards = sample(rates, planner.base_counts(len(rates)), rng)
+    budgets = planner.phase_budgets(len(rates))
+    failing = [q for q, r in enumerate(rewards) if not r.any()]
+    reserved = np.zeros(len(rates), dtype=np.int64)
+    if seeding is not None and budgets:
+        per_prompt = min(seeding.rollouts_per_prompt, planner.n_max - planning.n_base)
+        reserved[failing] = seeding_grants(
+            len(failing), sum(budgets), budgets[0], per_prompt, seeding.max_budget_share
         )
-    summary = {
-        name: {k: float(np.mean([s[k] for s in rows])) for k in rows[0]} for name, rows in totals.items()
+    seeded_rates = np.maximum(rates, seeded_success)
+    for phase, budget in enumerate(budgets):
+        held = reserved if phase == 0 else np.zeros_like(reserved)
+        extra = planner.plan_phase(rewards, budget - int(held.sum()), step=step, reserved=held).extra + held
+        # rollouts of prompts that have failed every rollout so far are drawn seeded
+        unsolved = np.array([not r.any() for r in rewards]) & (seeding is not None)
+        phase_rates = np.where(unsolved, seeded_rates, rates)
+        rewards = [
+            np.concatenate([r, more])
+            for r, more in zip(rewards, sample(phase_rates, extra, rng), strict=True)
+        ]
+    seeded = int((reserved[failing] > 0).sum()) if failing else 0
+    return StepOutcome(rewards, failed_phase_one=len(failing), seeded=seeded)
+
+
+def oracle_counts(rates: np.ndarray, budget: int, n_max: int) -> np.ndarray:
+    """Rollouts per prompt maximising expected rollouts in mixed groups (exact, by DP)."""
+    k = np.arange(n_max + 1)
+    p = rates[:, None]
+    gain = k[None, :] * (1.0 - p ** k[None, :] - (1.0 - p) ** k[None, :])  # (P, n_max + 1)
+    best = np.full(budget + 1, -np.inf)
+    best[0] = 0.0
+    choice = np.zeros((len(rates), budget + 1), dtype=np.int64)
+    for q in range(len(rates)):
+        # candidates[j, k] = best[j - k] + gain[q, k]
+        shifted = np.full((budget + 1, n_max + 1), -np.inf)
+        for kk in range(n_max + 1):
+            shifted[kk:, kk] = best[: budget + 1 - kk] + gain[q, kk]
+        choice[q] = shifted.argmax(axis=1)
+        best = shifted.max(axis=1)
+    counts = np.zeros(len(rates), dtype=np.int64)
+    left = budget
+    for q in range(len(rates) - 1, -1, -1):
+        counts[q] = choice[q, left]
+        left -= counts[q]
+    return counts
+
+
+def oracle(rates: np.ndarray, rollout_n: int, rng: np.random.Generator, n_max: int) -> StepOutcome:
+    return StepOutcome(sample(rates, oracle_counts(rates, len(rates) * rollout_n, n_max), rng))
+
+
+def score(outcome: StepOutcome) -> dict[str, float]:
+    sizes = np.array([len(r) for r in outcome.rewards])
+    mixed = np.array([0 < r.sum() < len(r) for r in outcome.rewards])
+    scores = {
+        "useful_share": float(sizes[mixed].sum() / sizes.sum()),
+        "zero_variance_groups": float(1.0 - mixed.mean()),
     }
-    summary["xrpo"]["planning_ms_per_step"] = 1000 * plan_seconds / steps
-    return summary
+    if outcome.failed_phase_one:
+        scores["seeded_share_of_phase1_fails"] = outcome.seeded / outcome.failed_phase_one
+    return scores
 
 
-def main() -> None:
+def benchmark(
+    source: Mixture | Recorded,
+    draws: int,
+    num_prompts: int,
+    rollout_n: int,
+    seeded_success: float,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Medians over ``draws`` steps; every allocator sees the same prompts in each draw."""
+    planning, seeding = PlanningConfig(), SeedingConfig()
+    n_max = RolloutPlanner(planning, rollout_n).n_max
+    allocators: dict[str, Callable[[np.ndarray, np.random.Generator, int], StepOutcome]] = {
+        "uniform": lambda r, g, s: uniform(r, rollout_n, g),
+        "xrpo": lambda r, g, s: xrpo(r, rollout_n, g, s, planning, seeding, seeded_success),
+        "xrpo_no_seeding": lambda r, g, s: xrpo(r, rollout_n, g, s, planning, None, seeded_success),
+        "oracle": lambda r, g, s: oracle(r, rollout_n, g, n_max),
+    }
+    rng = np.random.default_rng(seed)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in allocators}
+    for step in range(1, draws + 1):
+        rates = source.draw(num_prompts, rng)
+        for name, allocate in allocators.items():
+            outcome = allocate(rates, np.random.default_rng([seed, step]), step)
+            assert sum(len(r) for r in outcome.rewards) == num_prompts * rollout_n  # GRPO's budget
+            results[name].append(score(outcome))
+    table = {}
+    for name, rows in results.items():
+        keys = sorted({k for row in rows for k in row})
+        table[name] = {k: float(np.median([row[k] for row in rows if k in row])) for k in keys}
+    oracle_share = table["oracle"]["useful_share"]
+    for row in table.values():
+        row["fraction_of_oracle"] = row["useful_share"] / oracle_share if oracle_share else float("nan")
+    return table
+
+
+def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
+    lines = [
+        f"{name}:",
+        f"  {'allocator':16s} {'useful':>7s} {'zero-var':>9s} {'of oracle':>10s} {'seeded':>7s}",
+    ]
+    for allocator, row in table.items():
+        seeded = row.get("seeded_share_of_phase1_fails")
+        lines.append(
+            f"  {allocator:16s} {row['useful_share']:7.3f} {row['zero_variance_groups']:9.3f} "
+            f"{row['fraction_of_oracle']:10.3f} {'-' if seeded is None else f'{seeded:7.2f}':>7s}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m verl_xrpo.simulate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--rollout-n", type=int, default=8)
-    parser.add_argument("--n-base", type=int, default=4)
-    parser.add_argument("--phases", type=int, default=3)
-    parser.add_argument("--ucb-lambda", type=float, default=0.05)
+    parser.add_argument(
+        "--draws", type=int, default=200, help="steps drawn per mixture (default: %(default)s)"
+    )
+    parser.add_argument("--prompts", type=int, default=64, help="prompts per step (default: %(default)s)")
+    parser.add_argument(
+        "--rollout-n", type=int, default=8, help="GRPO's rollouts per prompt (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seeded-success",
+        type=float,
+        default=0.0,
+        help="success probability of a seeded rollout at least (default: %(default)s, seeding never helps)",
+    )
+    parser.add_argument("--rates", type=Path, default=None, help="a JSON list of recorded per-prompt rates")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    config = PlanningConfig(n_base=args.n_base, num_phases=args.phases, ucb_lambda=args.ucb_lambda)
-    print(f"{args.prompts} prompts x {args.rollout_n} rollouts per step, planner {config}")
-    summary = run(args.steps, args.prompts, args.rollout_n, config, args.seed)
-    print(f"\nmean over {args.steps} steps, same budget ({args.prompts * args.rollout_n} rollouts/step):")
-    print(f"  {'':28s} {'grpo':>8s} {'xrpo':>8s}")
-    for key in ("useful_rollout_share", "zero_variance_group_share", "rate_abs_error"):
-        print(f"  {key:28s} {summary['grpo'][key]:8.3f} {summary['xrpo'][key]:8.3f}")
-    print(f"  planning time per step: {summary['xrpo']['planning_ms_per_step']:.2f} ms")
+    parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
+    args = parser.parse_args(argv)
+    if args.prompts < 1 or args.rollout_n < 2 or args.draws < 1:
+        parser.error("--prompts and --draws must be at least 1, --rollout-n at least 2")
+    if not 0.0 <= args.seeded_success <= 1.0:
+        parser.error("--seeded-success must be a probability")
+    sources: list[Mixture | Recorded] = list(MIXTURES)
+    if args.rates is not None:
+        rates = np.asarray(json.loads(args.rates.read_text()), dtype=float)
+        if rates.ndim != 1 or len(rates) == 0 or ((rates < 0) | (rates > 1)).any():
+            parser.error(f"--rates {args.rates}: expected a JSON list of probabilities")
+        sources.insert(0, Recorded(f"recorded ({args.rates.name}, {len(rates)} prompts)", rates))
+    print(
+        f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws per source, "
+        f"medians; seeded rollouts succeed with max(p, {args.seeded_success})"
+    )
+    tables = {}
+    for source in sources:
+        table = benchmark(source, args.draws, args.prompts, args.rollout_n, args.seeded_success, args.seed)
+        tables[source.name] = table
+        print("\n".join(format_table(source.name, table)))
+    if args.json is not None:
+        args.json.write_text(json.dumps(tables, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
