@@ -97,6 +97,23 @@ def test_vllm_cpu_linear_layers_keep_their_live_weights():
     assert torch.allclose(layer.cpu_linear(x, layer.weight, layer.bias), layer(x))
 
 
+def test_verls_replay_buffer_polls_quickly_in_cpu_mode_unless_told_otherwise():
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+
+    patches._quick_replay_poll()
+    patches._quick_replay_poll()  # twice is the same as once
+    common = dict(
+        trainer_mode="sync",
+        trainer_config=OmegaConf.create({}),
+        max_off_policy_threshold=None,
+        max_off_policy_strategy="drop",
+        sampler_kwargs=OmegaConf.create({}),
+    )
+    assert ReplayBuffer(**common).poll_interval == patches.CPU_REPLAY_POLL_SECONDS
+    assert ReplayBuffer(**common, poll_interval=1.5).poll_interval == 1.5
+
+
 def test_the_environment_of_this_install_is_ready():
     assert environment.problems() == []
     assert "+cpu" in metadata.version("vllm")
