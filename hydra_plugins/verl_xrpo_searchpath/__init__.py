@@ -7,7 +7,8 @@ two more entries: ``xrpo@algorithm.xrpo: xrpo`` (the settings, ``verl_xrpo/conf/
 ``xrpo/select_trainer`` (``trainer.v1.trainer_mode`` becomes ``xrpo`` when the estimator is xrpo).
 In CPU mode (``verl_xrpo.cpu.mode``) a third entry, ``xrpo/cpu_mode``, adds the CPU preset.
 The copy is made from the installed verl at start-up, never shipped, so it follows verl exactly;
-every other key and group still comes from verl. Other estimators ignore the extra keys.
+every other key and group still comes from verl, also for a config given with ``--config-path``.
+Other estimators ignore the extra keys.
 """
 
 from hydra.core.config_search_path import ConfigSearchPath
@@ -23,3 +24,6 @@ class XRPOSearchPathPlugin(SearchPathPlugin):
         if folder is not None:
             search_path.prepend(provider="verl-xrpo", path=f"file://{folder}")
             search_path.append(provider="verl-xrpo", path="pkg://verl_xrpo.conf")
+            # verl's own groups, for configs outside verl (``--config-path``, e.g. this project's
+            # configs/) whose defaults start from ppo_trainer: Hydra then no longer looks in verl's.
+            search_path.append(provider="verl-xrpo", path="pkg://verl.trainer.config")

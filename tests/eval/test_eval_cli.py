@@ -22,7 +22,7 @@ def test_scores_a_model_folder_with_vllm(tmp_path):
     # (per-request seeds broke vLLM's CPU sampler exactly there)
     model = tmp_path / "model"
     build_warm_model_dir(model, WarmStartSettings(steps=300))
-    data = tasks.write_parquet(tasks.generate_rows("val", 128, seed=5), tmp_path / "val.parquet")
+    data = tasks.write_parquet(tasks.generate_rows(tasks.CHAIN, "val", 128, seed=5), tmp_path / "val.parquet")
     out = tmp_path / "scores.json"
     done = run_eval(
         str(model),
@@ -33,14 +33,17 @@ def test_scores_a_model_folder_with_vllm(tmp_path):
     report = json.loads(out.read_text())
     scores = report["scores"]["all"]
     assert scores["prompts"] == 128
+    per_prompt = report["successes_per_prompt"]
+    assert len(per_prompt) == 128 and all(0 <= c <= 16 for c in per_prompt)
+    assert abs(sum(per_prompt) / (128 * 16) - scores["pass@1"]) < 1e-9
     assert 0.0 <= scores["pass@1"] <= scores["pass@8"] <= scores["pass@16"] <= 1.0
     assert scores["pass@16"] > 0  # a warm-started model solves some easy sums
-    assert set(report["scores"]) == {tasks.DATA_SOURCE, "all"}
+    assert set(report["scores"]) == {tasks.CHAIN_SOURCE, "all"}
     assert "cons@16" in done.stdout
 
 
 def test_a_folder_that_is_no_model_is_refused_in_one_line(tmp_path):
-    data = tasks.write_parquet(tasks.generate_rows("val", 2, seed=5), tmp_path / "val.parquet")
+    data = tasks.write_parquet(tasks.generate_rows(tasks.CHAIN, "val", 2, seed=5), tmp_path / "val.parquet")
     done = run_eval(str(tmp_path), "--data", str(data))
     assert done.returncode == 2
     assert "neither a model folder" in done.stderr and "Traceback" not in done.stderr

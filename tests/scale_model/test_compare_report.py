@@ -1,4 +1,4 @@
-"""The comparison's report: from the cells' verl metrics to the table, CSV and plot."""
+"""The comparison's report: from the cells' verl metrics, rollout dumps and evaluations to the summary."""
 
 from __future__ import annotations
 
@@ -9,53 +9,112 @@ import pytest
 
 from recipe.xrpo.scale_model.compare import (
     START,
-    VAL_ACC,
     VARIANTS,
     Cell,
+    Schedule,
     format_summary,
+    mean_ci95,
+    proportion_ci95,
     report,
     start_folder,
     steps_to_reach,
 )
 
+SCHEDULE = Schedule(
+    steps=3, val_every=1, val_size=8, train_size=16, prompts_per_step=2, task="chain", warm_start="demo"
+)
 
-def write_cell(out, variant, seed, curve, step_seconds):
+
+def write_cell(out, variant, seed, curve, groups):
+    """A cell in verl's layouts: metrics.jsonl lines and one rollout dump per step (uid keys, scores)."""
     cell = Cell(VARIANTS[variant], seed, out)
-    cell.folder.mkdir(parents=True)
+    cell.rollouts.mkdir(parents=True)
     with (cell.folder / "metrics.jsonl").open("w") as handle:
-        for step, (acc, seconds) in enumerate(zip(curve, step_seconds, strict=True), start=1):
-            data = {"timing_s/step": seconds, "timing_s/gen": seconds / 2, "critic/score/mean": 0.3}
+        for step, acc in enumerate(curve, start=1):
+            data = {"timing_s/step": 2.0, "critic/score/mean": 0.3 + 0.1 * step, "response_length/mean": 10.0}
             if acc is not None:
-                data[VAL_ACC] = acc
-            if variant.startswith("xrpo"):
-                data.update(
-                    {"xrpo/useful_rollout_share": 0.8, "xrpo/seeding/prompts_with_seeded_success": 1.0}
-                )
+                data[SCHEDULE.val_key] = acc
             handle.write(json.dumps({"step": step, "data": data}) + "\n")
+    for step in range(1, len(curve) + 1):
+        lines = [
+            json.dumps({"uid": f"u{g}_{session}_0", "score": score, "step": step})
+            for g, scores in enumerate(groups)
+            for session, score in enumerate(scores)
+        ]
+        (cell.rollouts / f"{step}.jsonl").write_text("\n".join(lines) + "\n")
     return cell
 
 
-def test_report_compares_variants_at_grpos_final_accuracy(tmp_path):
-    cells = [
-        write_cell(tmp_path, "grpo", 0, [0.2, None, 0.4], [10.0, 2.0, 2.0]),
-        write_cell(tmp_path, "grpo", 1, [0.2, None, 0.5], [10.0, 2.0, 2.0]),
-        write_cell(tmp_path, "xrpo", 0, [0.2, 0.45, 0.5], [10.0, 2.2, 2.2]),
-        write_cell(tmp_path, "xrpo", 1, [0.3, None, 0.6], [10.0, 2.2, 2.2]),
+def write_eval(path, pass_at_1, per_prompt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {"scores": {"all": {"prompts": 8.0, "pass@1": pass_at_1, "cons@16": pass_at_1 + 0.1}}}
+    if per_prompt is not None:
+        report["successes_per_prompt"] = per_prompt
+    path.write_text(json.dumps(report))
+
+
+def test_report_pairs_gains_by_seed_and_counts_useful_rollouts_for_every_variant(tmp_path):
+    # grpo: one mixed group of 4 and one all-fail group of 4 -> half the rollouts are useful;
+    # xrpo: a mixed group of 6 and an all-fail group of 2 -> three quarters.
+    cells = [write_cell(tmp_path, "grpo", s, [0.2, None, 0.4], [[1, 0, 0, 1], [0, 0, 0, 0]]) for s in (0, 1)]
+    cells += [
+        write_cell(tmp_path, "xrpo", s, curve, [[1, 0, 1, 1, 0, 1], [0, 0]])
+        for s, curve in ((0, [0.3, 0.45, 0.5]), (1, [0.3, 0.35, 0.5]))
     ]
-    table = report(tmp_path, cells, rollouts_per_step=64)
-    assert table["grpo"]["final_val_acc_mean"] == pytest.approx(0.45)
-    assert table["xrpo"]["final_val_acc_mean"] == pytest.approx(0.55)
-    assert table["xrpo"]["steps_to_grpo_final"] == pytest.approx((2 + 3) / 2)
-    assert table["xrpo"]["rollouts_to_grpo_final"] == pytest.approx(2.5 * 64)
-    assert table["xrpo"]["median_gen_seconds"] == pytest.approx(1.1)
-    assert table["xrpo"]["step_time_vs_grpo"] == pytest.approx(1.1)
-    assert table["xrpo"]["seeded_prompts_solved"] == 6
+    for seed, start in ((0, 0.40), (1, 0.50)):
+        write_eval(start_folder(tmp_path, seed) / "eval.json", start)
+        write_eval(start_folder(tmp_path, seed) / "train_eval.json", start, per_prompt=[0, 0, 8, 3])
+    for cell, final in zip(cells, (0.45, 0.55, 0.50, 0.62), strict=True):
+        write_eval(cell.folder / "eval.json", final)
+
+    summary = report(tmp_path, cells, SCHEDULE)
+
+    grpo, xrpo = summary["grpo"], summary["xrpo"]
+    assert grpo["useful_rollout_share"] == pytest.approx(0.5)
+    assert xrpo["useful_rollout_share"] == pytest.approx(0.75)
+    assert grpo["zero_variance_share"] == xrpo["zero_variance_share"] == pytest.approx(0.5)
+    assert grpo["pass1_gain_mean"] == pytest.approx(0.05)
+    assert xrpo["pass1_gain_mean"] == pytest.approx((0.10 + 0.12) / 2)
+    low, high = xrpo["pass1_gain_ci95"]
+    assert low < 0.11 < high
+    assert xrpo["diff_vs_grpo_mean"] == pytest.approx((0.05 + 0.07) / 2) and "diff_vs_grpo_ci95" not in grpo
+    assert xrpo["steps_to_grpo_final"] == pytest.approx((2 + 3) / 2)  # GRPO's final 0.4 on both seeds: steps 2 and 3
+    assert xrpo["rollouts_to_grpo_final"] == pytest.approx(2.5 * SCHEDULE.rollouts_per_step)
+    assert summary[START]["pass@1"] == pytest.approx(0.45)
+    histogram = summary["warm_start_success_histogram"]
+    assert histogram["histogram"] == [4, 0, 0, 2, 0, 0, 0, 0, 2] and histogram["all_fail_share"] == 0.5
     with (tmp_path / "steps.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 12
     assert (tmp_path / "val_accuracy.png").stat().st_size > 1000
-    assert (tmp_path / "step_time.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "summary.json").read_text()).keys() == {"grpo", "xrpo"}
-    assert format_summary(table).splitlines()[2].startswith("| grpo |")
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("pass1_gain_mean", "pass1_gain_ci95", "useful_rollout_share"):
+        assert key in saved["grpo"] and key in saved["xrpo"]
+    table = format_summary(summary)
+    assert "| warm start |" in table and "| xrpo | 2 |" in table
+
+
+def test_the_seeding_control_cell_reports_both_arms():
+    from recipe.xrpo.scale_model.compare import summarize_variant
+
+    rows = [
+        {"variant": "x", "seed": 0, "step": 1, "train_score": 0.1, "useful_rollout_share": None,
+         "zero_variance_share": None, "step_seconds": 1.0, "gen_seconds": None, "old_log_prob_seconds": None,
+         "update_actor_seconds": None, "xrpo_planning_s": None, "xrpo_retrieval_s": None,
+         "xrpo_advantage_s": None, "seeding_treated_rollouts": 20.0, "seeding_treated_successes": 8.0,
+         "seeding_control_rollouts": 20.0, "seeding_control_successes": 1.0}
+    ]  # fmt: skip
+    lift = summarize_variant("xrpo_seeding_control", rows, {}, {}, {})["seeding_lift"]
+    assert lift["treated_rate"] == 0.4 and lift["control_rate"] == 0.05
+    assert lift["control_ci95"][0] < 0.05 < lift["control_ci95"][1] < lift["treated_ci95"][1]
+
+
+def test_intervals():
+    assert mean_ci95([0.1]) == (0.1, None)
+    mean, (low, high) = mean_ci95([0.1, 0.2, 0.3])
+    assert mean == pytest.approx(0.2) and high - mean == pytest.approx(4.303 * 0.1 / 3**0.5, rel=1e-3)
+    assert proportion_ci95(0, 0) is None
+    low, high = proportion_ci95(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-3) and high == pytest.approx(0.7634, abs=1e-3)
 
 
 def test_a_variant_that_never_reaches_the_target_has_no_step_count():
@@ -72,26 +131,3 @@ def test_each_seed_has_its_own_target_and_validation_before_training_does_not_co
         {"seed": 1, "step": 5, "val_acc": 0.3},
     ]
     assert steps_to_reach(rows, {0: 0.55, 1: 0.25}) == pytest.approx((10 + 5) / 2)
-
-
-def write_eval(folder, pass_at_1):
-    folder.mkdir(parents=True, exist_ok=True)
-    scores = {"prompts": 8.0, "pass@1": pass_at_1, "cons@4": pass_at_1 + 0.1}
-    (folder / "eval.json").write_text(json.dumps({"scores": {"all": scores}}))
-
-
-def test_report_pairs_each_final_checkpoint_with_its_seeds_warm_start(tmp_path):
-    cells = [write_cell(tmp_path, "grpo", seed, [0.2, 0.3], [10.0, 2.0]) for seed in (1, 2)] + [
-        write_cell(tmp_path, "xrpo", seed, [0.2, 0.3], [10.0, 2.0]) for seed in (1, 2)
-    ]
-    for seed, start in ((1, 0.40), (2, 0.50)):
-        write_eval(start_folder(tmp_path, seed), start)
-    for cell, final in zip(cells, (0.45, 0.55, 0.50, 0.54), strict=True):
-        write_eval(cell.folder, final)
-    table = report(tmp_path, cells)
-    assert table["grpo"]["eval_pass@1_gain_mean"] == pytest.approx(0.05)
-    assert table["xrpo"]["eval_pass@1_gain_mean"] == pytest.approx((0.10 + 0.04) / 2)
-    assert table["xrpo"]["eval_pass@1_gain_sd"] == pytest.approx(0.0424, abs=1e-4)
-    assert table[START]["eval_pass@1"] == pytest.approx(0.45)
-    assert table[START]["seeds"] == 2
-    assert "| start |" in format_summary(table)

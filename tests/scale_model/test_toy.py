@@ -11,7 +11,12 @@ from transformers import AutoConfig, AutoTokenizer
 from recipe.xrpo.scale_model import tasks
 from recipe.xrpo.scale_model.model import build_toy_model_dir
 from recipe.xrpo.scale_model.reward import compute_score, extract_answer
-from recipe.xrpo.scale_model.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+from recipe.xrpo.scale_model.warmstart import (
+    REPORT_FILE,
+    WarmStartSettings,
+    build_warm_model_dir,
+    seeded_examples,
+)
 
 
 def test_the_saved_tokenizer_encodes_as_the_trained_one(tmp_path, toy_tokenizer):
@@ -33,18 +38,67 @@ def test_model_heads_are_large_enough_for_vllm_cpu_attention(tmp_path, toy_token
 
 
 def test_rows_follow_verls_layout_and_are_reproducible(tmp_path):
-    rows = tasks.generate_rows("train", 50, seed=3)
-    assert rows == tasks.generate_rows("train", 50, seed=3)
+    rows = tasks.generate_rows(tasks.CHAIN, "train", 50, seed=3)
+    assert rows == tasks.generate_rows(tasks.CHAIN, "train", 50, seed=3)
     assert len(rows) == 50 and len({r["extra_info"]["question"] for r in rows}) > 40
-    assert {r["extra_info"]["difficulty"] for r in rows} == {"easy", "medium", "hard"}
+    assert {r["extra_info"]["difficulty"] for r in rows} == {level.name for level in tasks.CHAIN_LEVELS}
     first = rows[0]
-    assert first["data_source"] == tasks.DATA_SOURCE
+    assert first["data_source"] == tasks.CHAIN_SOURCE
     assert (
         first["prompt"][0]["role"] == "user"
         and first["prompt"][0]["content"] == first["extra_info"]["question"]
     )
     frame = pd.read_parquet(tasks.write_parquet(rows, tmp_path / "train.parquet"))
     assert list(frame["reward_model"].iloc[0].keys()) == ["style", "ground_truth"]
+
+
+def test_chain_solutions_are_right_except_the_warm_starts_slips():
+    for row in tasks.generate_rows(tasks.CHAIN, "val", 200, seed=1):
+        solution, truth = row["extra_info"]["solution"], row["reward_model"]["ground_truth"]
+        assert compute_score(row["data_source"], solution, truth)["acc"]
+    warm = tasks.generate_rows(tasks.CHAIN, "sft", 2000, seed=1, warm_start=True)
+    right = [
+        compute_score(r["data_source"], r["extra_info"]["solution"], r["reward_model"]["ground_truth"])["acc"]
+        for r in warm
+    ]
+    assert 0.6 < sum(right) / len(right) < 0.95  # slips leave headroom, most chains are still right
+
+
+def test_the_hard_pool_is_kept_out_of_the_warm_starts_data():
+    pool = {f"{a} + {b} +" for a, b in tasks.hard_pool()}
+    hard = [
+        r
+        for r in tasks.generate_rows(tasks.CHAIN, "train", 400, seed=2)
+        if r["extra_info"]["difficulty"] == "hard"
+    ]
+    assert hard and all(any(q in r["extra_info"]["question"] for q in pool) for r in hard)
+    warm = tasks.generate_rows(tasks.CHAIN, "sft", 2000, seed=2, warm_start=True)
+    assert not any(q in r["extra_info"]["question"] for r in warm for q in pool)
+
+
+@pytest.mark.parametrize(
+    ("text", "family", "options"),
+    [
+        ("chain", "chain", ()),
+        ("rg:chain_sum", "rg:chain_sum", ()),
+        ("rg:chain_sum:min_terms=2,max_terms=3", "rg:chain_sum", (("min_terms", 2), ("max_terms", 3))),
+    ],
+)
+def test_task_names_parse(text, family, options):
+    spec = tasks.TaskSpec.parse(text)
+    assert (spec.family, spec.options) == (family, options) and str(spec) == text
+
+
+@pytest.mark.parametrize("text", ["sums", "rg:", "rg:chain_sum:min_terms"])
+def test_bad_task_names_are_refused(text):
+    with pytest.raises(ValueError, match="task"):
+        tasks.TaskSpec.parse(text)
+
+
+def test_a_reasoning_gym_task_gives_rows_in_the_same_layout():
+    rows = tasks.generate_rows("rg:chain_sum:min_terms=2,max_terms=2", "train", 5, seed=0)
+    assert len(rows) == 5 and rows[0]["data_source"] == "reasoning_gym/chain_sum"
+    assert rows == tasks.generate_rows("rg:chain_sum:min_terms=2,max_terms=2", "train", 5, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +113,7 @@ def test_rows_follow_verls_layout_and_are_reproducible(tmp_path):
     ],
 )
 def test_reward_reads_the_stated_answer(response, truth, correct):
-    result = compute_score(tasks.DATA_SOURCE, response, truth)
+    result = compute_score(tasks.CHAIN_SOURCE, response, truth)
     assert result == {"score": float(correct), "acc": correct}
 
 
@@ -68,11 +122,22 @@ def test_extract_answer_prefers_the_answer_prefix():
 
 
 def test_warm_start_learns_the_answer_format(tmp_path):
-    report = build_warm_model_dir(tmp_path, WarmStartSettings(steps=150))
-    assert report.final_loss < 1.0  # from about 6 nats (log of the vocabulary) at random init
-    assert 0.0 < report.heldout_accuracy["easy"] <= 1.0
+    report = build_warm_model_dir(tmp_path, WarmStartSettings(steps=150, train_examples=500))
+    assert report.final_loss < 1.5  # from about 6 nats (log of the vocabulary) at random init
+    assert set(report.heldout_accuracy) == {"all"} | {level.name for level in tasks.CHAIN_LEVELS}
     assert json.loads((tmp_path / REPORT_FILE).read_text())["settings"]["steps"] == 150
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert loaded.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith(
         "<|im_start|>"
     )
+
+
+def test_seeded_examples_hold_the_first_step_of_a_hard_chain(toy_tokenizer):
+    rows = tasks.generate_rows(tasks.CHAIN, "sft", 400, seed=0, warm_start=True)
+    seeded = seeded_examples(rows, 0.5, toy_tokenizer, 400, seed=0)
+    assert 150 <= len(seeded) <= 200
+    hard = [r for r in seeded if r["extra_info"]["difficulty"] == "hard"]
+    for row in hard:
+        first_step = row["extra_info"]["solution"].split(". ")[0].split(" =")[0]  # e.g. "34 + 71"
+        context = row["prompt"][-1]["content"]
+        assert context.count(first_step) >= 3 and context.endswith(row["extra_info"]["question"])

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from recipe.xrpo.scale_model.train import (
+    CONFIG_DIR,
+    CONFIG_NAME,
     RunPaths,
-    ToyRun,
+    ScaleModelRun,
     parse_args,
     read_metrics,
     step_line,
@@ -18,13 +20,16 @@ from recipe.xrpo.scale_model.train import (
 )
 
 
-def test_overrides_are_plain_verl_keys_that_compose(tmp_path):
-    from hydra import compose, initialize_config_module
+def test_overrides_are_plain_verl_keys_of_the_scale_model_config(tmp_path):
+    from hydra import compose, initialize_config_dir
 
-    run = ToyRun(RunPaths(tmp_path), steps=3)
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        config = compose(config_name="ppo_trainer", overrides=run.overrides())
+    run = ScaleModelRun(RunPaths(tmp_path), steps=3)
+    options = [o for o in run.overrides() if o.startswith("--")]
+    assert options == [f"--config-path={CONFIG_DIR}", f"--config-name={CONFIG_NAME}"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        config = compose(config_name=CONFIG_NAME, overrides=[o for o in run.overrides() if o not in options])
     assert config.algorithm.adv_estimator == "xrpo"
+    assert config.actor_rollout_ref.rollout.prompt_length == 256  # from configs/scale_model.yaml
     assert config.trainer.total_training_steps == 3 and config.trainer.save_freq == 3
     assert config.actor_rollout_ref.rollout.n * config.data.train_batch_size == 64
     assert config.reward.custom_reward_function.path.endswith("recipe/xrpo/scale_model/reward.py")
@@ -64,7 +69,7 @@ def test_a_step_line_says_what_xrpo_did():
 
 
 def test_the_summary_covers_this_invocations_steps(tmp_path):
-    run = ToyRun(RunPaths(tmp_path), steps=4)
+    run = ScaleModelRun(RunPaths(tmp_path), steps=4)
     records = [
         {"step": 3, "data": {**XRPO_STEP, "timing_s/step": 15.0, "critic/score/mean": 0.2}},
         {"step": 4, "data": {**XRPO_STEP, "val-core/x/acc/mean@1": 0.5}},
@@ -93,10 +98,12 @@ def test_xrpo_notices_are_found_among_ray_prefixed_log_lines():
 def test_arguments_after_the_separator_go_to_verl():
     args, extra = parse_args(["--steps", "2", "--", "algorithm.xrpo.planning.n_base=3"])
     assert args.steps == 2 and extra == ["algorithm.xrpo.planning.n_base=3"]
-    assert args.run_dir == Path("runs/toy")
+    assert args.run_dir == Path("runs/scale-model")
 
 
-@pytest.mark.parametrize("argv", [["--steps", "0"], ["--estimator", "ppo"], ["--prompts-per-step", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--steps", "0"], ["--estimator", "ppo"], ["--prompts-per-step", "0"], ["--task", "sums"]]
+)
 def test_bad_arguments_stop_with_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
         parse_args(argv)
@@ -108,6 +115,6 @@ def test_validation_before_training_is_not_counted_as_a_step(tmp_path):
     before = {"val-core/x/acc/mean@1": 0.25}
     assert step_line(0, 4, before).startswith("before training") and "val 0.25" in step_line(0, 4, before)
     records = [{"step": 0, "data": before}, {"step": 1, "data": {**XRPO_STEP, "val-core/x/acc/mean@1": 0.3}}]
-    summary = summarize(records, ToyRun(RunPaths(tmp_path), steps=1), wall_seconds=9.0, exit_code=0)
+    summary = summarize(records, ScaleModelRun(RunPaths(tmp_path), steps=1), wall_seconds=9.0, exit_code=0)
     assert (summary.first_step, summary.steps_done, summary.step_seconds) == (1, 1, [2.5])
     assert summary.lines()[0].startswith("xrpo: steps 1-1 of 1")

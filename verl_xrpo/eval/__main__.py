@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "seconds": round(time.monotonic() - started, 1),
         "scores": table,
+        # correct samples of each prompt, in the data's order: a success histogram, paired tests
+        "successes_per_prompt": [sum(prompt.correct) for prompt in graded],
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,14 +1,16 @@
 """The scale-model comparison: GRPO, GSPO, XRPO and its ablations at one rollout budget, on CPU.
 
-    python -m recipe.xrpo.scale_model.compare train  --out results/toy-compare [--seeds 0 1 2] [--steps 30]
-    python -m recipe.xrpo.scale_model.compare eval   --out results/toy-compare   # pass@k / cons@k
-    python -m recipe.xrpo.scale_model.compare report --out results/toy-compare   # CSV, JSON and PNG plots
+    python -m recipe.xrpo.scale_model.compare train  --out results/scale-compare   # every cell
+    python -m recipe.xrpo.scale_model.compare eval   --out results/scale-compare   # pass@k, cons@k
+    python -m recipe.xrpo.scale_model.compare report --out results/scale-compare   # tables, plots
 
-Every cell (variant x seed) is one run of the main job (``recipe.xrpo.scale_model.train``) through stock
-``main_ppo``, with the seed's warm-started model shared by all variants, the same data, the same
-``train_batch_size * rollout.n`` rollouts per step, and held-out validation every few steps. A
-finished cell is skipped when ``train`` runs again, so re-running one cell means deleting its
-folder (``<out>/runs/<variant>/seed<k>``) or naming it with ``--only variant:seed``.
+Every cell (variant x seed) is one run of the main job's launcher (``train.py``) through stock
+``main_ppo``: the same warm-started model for every cell (built once), each seed's own training and
+held-out prompts and data order shared by all variants, the same ``prompts x rollout.n`` rollouts
+per step, held-out validation every few steps. Every rollout is dumped (verl's
+``trainer.rollout_data_dir``), so the useful-rollout share is computed the same way for every
+variant, GRPO included. ``train`` skips finished cells (``--only variant:seed`` re-runs one);
+``--task`` runs the same comparison on another task family.
 """
 
 from __future__ import annotations
@@ -20,20 +22,26 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from recipe.xrpo.scale_model.train import REWARD_FILE, RunPaths, ToyRun, prepare, read_metrics, train
-from recipe.xrpo.scale_model.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+from scipy import stats
 
-GSPO_LOSS = (
-    "actor_rollout_ref.actor.policy_loss.loss_mode=gspo",
-    "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean",
-    "actor_rollout_ref.actor.clip_ratio_low=0.0003",
-    "actor_rollout_ref.actor.clip_ratio_high=0.0004",
+from recipe.xrpo.scale_model import tasks
+from recipe.xrpo.scale_model.train import (
+    REWARD_FILE,
+    RunPaths,
+    ScaleModelRun,
+    prepare,
+    read_metrics,
+    train,
 )
+from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
+
+GSPO = "loss=gspo"  # configs/loss/gspo.yaml
 
 
 @dataclass(frozen=True)
@@ -41,20 +49,24 @@ class Variant:
     name: str
     estimator: str
     overrides: tuple[str, ...] = ()
+    ranked: bool = True  # False: a measurement cell, not a contender
 
 
 VARIANTS = {
     v.name: v
     for v in (
         Variant("grpo", "grpo"),
-        Variant("gspo", "grpo", GSPO_LOSS),
+        Variant("gspo", "grpo", (GSPO,)),
         Variant("xrpo", "xrpo"),
-        Variant("xrpo_gspo", "xrpo", GSPO_LOSS),
+        Variant("xrpo_gspo", "xrpo", (GSPO,)),
         Variant("xrpo_no_planning", "xrpo", ("algorithm.xrpo.planning.enable=false",)),
         Variant("xrpo_no_seeding", "xrpo", ("algorithm.xrpo.seeding.enable=false",)),
         Variant("xrpo_no_sharpening", "xrpo", ("algorithm.xrpo.sharpening.enable=false",)),
+        # half the prompts that qualify for seeding stay unseeded: seeding's lift, measured
+        Variant("xrpo_seeding_control", "xrpo", ("algorithm.xrpo.seeding.control_share=0.5",), ranked=False),
     )
 }
+DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v.ranked]
 
 VAL_SAMPLES = 4
 VALIDATION = (
@@ -63,7 +75,29 @@ VALIDATION = (
     "actor_rollout_ref.rollout.val_kwargs.do_sample=true",
     "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
 )
-VAL_ACC = f"val-core/reasoning_gym/chain_sum/acc/mean@{VAL_SAMPLES}"
+HISTOGRAM_SAMPLES = 8  # per training prompt at the warm start: the regime XRPO is for
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What every cell of one comparison shares."""
+
+    steps: int
+    val_every: int
+    val_size: int
+    train_size: int
+    prompts_per_step: int
+    task: str
+    warm_start: str
+    settings: tuple[str, ...] = ()
+
+    @property
+    def val_key(self) -> str:
+        return f"val-core/{tasks.TaskSpec.parse(self.task).data_source}/acc/mean@{VAL_SAMPLES}"
+
+    @property
+    def rollouts_per_step(self) -> int:
+        return self.prompts_per_step * ScaleModelRun.rollouts_per_prompt
 
 
 @dataclass(frozen=True)
@@ -76,6 +110,10 @@ class Cell:
     def folder(self) -> Path:
         return self.out / "runs" / self.variant.name / f"seed{self.seed}"
 
+    @property
+    def rollouts(self) -> Path:
+        return self.folder / "rollouts"
+
     def done(self, steps: int) -> bool:
         summary = self.folder / "summary.json"
         if not summary.is_file():
@@ -84,66 +122,60 @@ class Cell:
         return data["exit_code"] == 0 and data["steps_done"] >= steps
 
 
-def seed_model(out: Path, seed: int) -> Path:
-    folder = out / "models" / f"seed{seed}"
+START = "start"  # the warm-started model before any RL: every variant's reference
+
+
+def warm_model(out: Path, schedule: Schedule) -> Path:
+    """The one warm start of the comparison (its seed is 0; cells differ by data and sampling)."""
+    folder = out / "models" / "warm_start"
     if not (folder / REPORT_FILE).is_file():
-        build_warm_model_dir(folder, WarmStartSettings(seed=seed))
+        build_warm_model_dir(folder, replace(PRESETS[schedule.warm_start], task=schedule.task))
     return folder
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """What every cell of one comparison shares."""
-
-    steps: int
-    val_every: int
-    val_size: int
-    train_size: int
-    prompts_per_step: int
-    settings: tuple[str, ...] = ()
+def cell_run(cell: Cell, schedule: Schedule) -> ScaleModelRun:
+    return ScaleModelRun(
+        RunPaths(cell.folder),
+        steps=schedule.steps,
+        estimator=cell.variant.estimator,
+        seed=cell.seed,
+        task=schedule.task,
+        prompts_per_step=schedule.prompts_per_step,
+        val_size=schedule.val_size,
+        train_size=schedule.train_size,
+        model_dir=warm_model(cell.out, schedule),
+    )
 
 
 def train_cell(cell: Cell, schedule: Schedule) -> int:
     if cell.folder.exists():
         shutil.rmtree(cell.folder)  # a half-done cell starts over: no mixed metrics
     cell.folder.mkdir(parents=True)
-    run = ToyRun(
-        RunPaths(cell.folder),
-        steps=schedule.steps,
-        estimator=cell.variant.estimator,
-        seed=cell.seed,
-        prompts_per_step=schedule.prompts_per_step,
-        val_size=schedule.val_size,
-        train_size=schedule.train_size,
-        model_dir=seed_model(cell.out, cell.seed),
-    )
+    run = cell_run(cell, schedule)
     prepare(run)
     extra = [*cell.variant.overrides, *VALIDATION, f"trainer.test_freq={schedule.val_every}"]
-    extra += schedule.settings
-    summary = train(
-        run, extra, echo=lambda line: print(f"[{cell.variant.name} seed {cell.seed}] {line}", flush=True)
-    )
+    extra += [f"trainer.rollout_data_dir={cell.rollouts}", *schedule.settings]
+    label = f"[{cell.variant.name} seed {cell.seed}]"
+    summary = train(run, extra, echo=lambda line: print(f"{label} {line}", flush=True))
     return summary.exit_code
-
-
-START = "start"  # the warm-started model before any RL: every variant's reference
 
 
 def start_folder(out: Path, seed: int) -> Path:
     return out / "runs" / START / f"seed{seed}"
 
 
-def evaluate(model: str | Path, data: Path, samples: int, seed: int, folder: Path, label: str) -> int:
-    """Score ``model`` on ``data`` with ``verl_xrpo.eval``: ``eval.json`` and ``eval.log`` in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
+def evaluate(model: Path, data: Path, samples: int, seed: int, out: Path, label: str) -> int:
+    """Score ``model`` on ``data`` with ``verl_xrpo.eval``, writing ``out`` (JSON) and a log beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "verl_xrpo.eval", str(model), "--data", str(data)]
     command += ["--samples", str(samples), "--k", "1", str(samples // 2), str(samples)]
-    command += ["--seed", str(seed), "--reward-file", str(REWARD_FILE), "--out", str(folder / "eval.json")]
-    print(f"[{label}] evaluating {model} ({samples} samples per prompt)", flush=True)
-    with (folder / "eval.log").open("w") as log:
+    command += ["--max-tokens", "48", "--seed", str(seed), "--reward-file", str(REWARD_FILE)]
+    command += ["--out", str(out)]
+    print(f"[{label}] evaluating {model} on {data.name} ({samples} samples per prompt)", flush=True)
+    with out.with_suffix(".log").open("w") as log:
         code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
     if code:
-        print(f"[{label}] evaluation failed (exit {code}); see {folder / 'eval.log'}", flush=True)
+        print(f"[{label}] evaluation failed (exit {code}); see {out.with_suffix('.log')}", flush=True)
     return code
 
 
@@ -155,56 +187,106 @@ def eval_cell(cell: Cell, samples: int) -> int:
     if latest is None:
         print(f"[{label}] no checkpoint to evaluate", flush=True)
         return 1
-    return evaluate(latest, RunPaths(cell.folder).val_data, samples, cell.seed, cell.folder, label)
+    return evaluate(
+        Path(latest), RunPaths(cell.folder).val_data, samples, cell.seed, cell.folder / "eval.json", label
+    )
 
 
-def eval_start(out: Path, seed: int, cells: list[Cell], samples: int) -> int:
-    """Scores the seed's warm-started model on the same held-out prompts as its cells."""
-    data = [RunPaths(c.folder).val_data for c in cells if c.seed == seed]
-    data = [d for d in data if d.is_file()]
-    if not data:
-        print(f"[{START} seed {seed}] no cell with held-out data to evaluate on", flush=True)
-        return 1
-    model = out / "models" / f"seed{seed}"
-    return evaluate(model, data[0], samples, seed, start_folder(out, seed), f"{START} seed {seed}")
+def eval_start(out: Path, seed: int, schedule: Schedule, samples: int) -> int:
+    """The warm start on the seed's held-out prompts, and its per-prompt success on training prompts."""
+    paths = RunPaths(start_folder(out, seed))
+    prepare(replace(cell_run(Cell(VARIANTS["grpo"], seed, out), schedule), paths=paths))
+    model, label, failures = warm_model(out, schedule), f"{START} seed {seed}", 0
+    if not (paths.root / "eval.json").is_file():
+        failures += evaluate(model, paths.val_data, samples, seed, paths.root / "eval.json", label) != 0
+    if not (paths.root / "train_eval.json").is_file():
+        histogram = paths.root / "train_eval.json"
+        failures += evaluate(model, paths.train_data, HISTOGRAM_SAMPLES, seed, histogram, label) != 0
+    return failures
 
 
 # ---- the report -----------------------------------------------------------------------------------
 
 
-def cell_rows(cell: Cell) -> list[dict[str, Any]]:
+def allocation_by_step(cell: Cell) -> dict[int, dict[str, float]]:
+    """Per step, from every dumped rollout's score: where the budget went and what carried signal."""
+    steps = {}
+    for path in sorted(cell.rollouts.glob("*.jsonl")):
+        groups: dict[str, list[float]] = defaultdict(list)
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            groups[record["uid"].rsplit("_", 2)[0]].append(float(record["score"]) > 0)
+        sizes = [len(g) for g in groups.values()]
+        mixed = [len(g) for g in groups.values() if 0 < sum(g) < len(g)]
+        steps[int(path.stem)] = {
+            "rollouts": sum(sizes),
+            "useful_rollout_share": sum(mixed) / sum(sizes),
+            "zero_variance_share": 1 - len(mixed) / len(groups),
+        }
+    return steps
+
+
+def cell_rows(cell: Cell, val_key: str) -> list[dict[str, Any]]:
     """One row per logged step of a cell: the metrics the report uses."""
     records, _ = read_metrics(cell.folder / "metrics.jsonl")
+    allocation = allocation_by_step(cell)
     rows = []
     for record in records:
-        data = record["data"]
+        data, step = record["data"], int(record["step"])
+        rollouts = allocation.get(step, {})
         rows.append(
             {
                 "variant": cell.variant.name,
                 "seed": cell.seed,
-                "step": int(record["step"]),
-                "val_acc": data.get(VAL_ACC),
+                "step": step,
+                "val_acc": data.get(val_key),
                 "train_score": data.get("critic/score/mean"),
+                "rollouts": rollouts.get("rollouts"),
+                "response_tokens": _tokens(data, rollouts.get("rollouts")),
+                "useful_rollout_share": rollouts.get("useful_rollout_share"),
+                "zero_variance_share": rollouts.get("zero_variance_share"),
                 "step_seconds": data.get("timing_s/step"),
                 "gen_seconds": data.get("timing_s/gen"),
                 "old_log_prob_seconds": data.get("timing_s/old_log_prob"),
                 "update_actor_seconds": data.get("timing_s/update_actor"),
-                "useful_rollout_share": data.get("xrpo/useful_rollout_share"),
-                "zero_variance_share": data.get("xrpo/zero_variance_share/after_planning"),
                 "seeded_prompts": data.get("xrpo/seeding/prompts_seeded"),
                 "seeded_prompts_solved": data.get("xrpo/seeding/prompts_with_seeded_success"),
+                **{f"seeding_{k}": data.get(f"xrpo/seeding/{k}") for k in LIFT_KEYS},
                 "xrpo_planning_s": data.get("timing_s/xrpo_planning"),
                 "xrpo_retrieval_s": data.get("timing_s/xrpo_retrieval"),
                 "xrpo_advantage_s": data.get("timing_s/xrpo_advantage"),
-                "xrpo_phases_s": data.get("timing_s/xrpo_generation_phases"),
             }
         )
     return rows
 
 
-def mean_or_none(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.fmean(present) if present else None
+LIFT_KEYS = ("treated_rollouts", "treated_successes", "control_rollouts", "control_successes")
+
+
+def _tokens(data: dict[str, float], rollouts: float | None) -> float | None:
+    mean = data.get("response_length/mean")
+    return mean * rollouts if mean is not None and rollouts else None
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float | None, list[float] | None]:
+    """Mean and a 95% Student-t interval across seeds (None with fewer than two)."""
+    if not values:
+        return None, None
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return mean, [mean - half, mean + half]
+
+
+def proportion_ci95(successes: float, trials: float) -> list[float] | None:
+    """Wilson 95% interval of a success rate."""
+    if trials <= 0:
+        return None
+    z, p = 1.959964, successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / (1 + z * z / trials)
+    return [centre - half, centre + half]
 
 
 def final_val_by_seed(rows: list[dict[str, Any]]) -> dict[int, float]:
@@ -216,40 +298,11 @@ def final_val_by_seed(rows: list[dict[str, Any]]) -> dict[int, float]:
     return finals
 
 
-def summarize_variant(rows: list[dict[str, Any]], evals: list[dict[str, Any]]) -> dict[str, Any]:
-    seeds = sorted({r["seed"] for r in rows})
-    final_val = list(final_val_by_seed(rows).values())
-
-    def steady_median(key: str) -> float | None:
-        values = [r[key] for r in rows if r["step"] > 1 and r[key] is not None]
-        return statistics.median(values) if values else None
-
-    summary = {
-        "seeds": len(seeds),
-        "final_val_acc_mean": mean_or_none(final_val),
-        "final_val_acc_sd": statistics.stdev(final_val) if len(final_val) > 1 else None,
-        "median_step_seconds": steady_median("step_seconds"),
-        "median_gen_seconds": steady_median("gen_seconds"),
-        "median_old_log_prob_seconds": steady_median("old_log_prob_seconds"),
-        "median_update_actor_seconds": steady_median("update_actor_seconds"),
-        "median_xrpo_phases_s": steady_median("xrpo_phases_s"),
-        "median_xrpo_planning_s": steady_median("xrpo_planning_s"),
-        "median_xrpo_retrieval_s": steady_median("xrpo_retrieval_s"),
-        "median_xrpo_advantage_s": steady_median("xrpo_advantage_s"),
-        "useful_rollout_share": mean_or_none([r["useful_rollout_share"] for r in rows]),
-        "seeded_prompts_solved": sum(r["seeded_prompts_solved"] or 0 for r in rows),
-    }
-    for key in sorted({k for e in evals for k in e}):
-        summary[f"eval_{key}"] = mean_or_none([e.get(key) for e in evals])
-    return summary
-
-
 def steps_to_reach(rows: list[dict[str, Any]], targets: dict[int, float]) -> float | None:
     """Mean over seeds of the first validated training step reaching that seed's target.
 
-    Seeds start from different warm starts, so each has its own target (GRPO's final accuracy on
-    that seed). Step 0 (validation before training) does not count: reaching the target without
-    training says nothing about the algorithm. None if a seed never reaches it.
+    Each seed has its own target (GRPO's final validated accuracy on that seed's prompts).
+    Validation before training (step 0) does not count. None if a seed never reaches it.
     """
     reached = []
     for seed in sorted({r["seed"] for r in rows} & targets.keys()):
@@ -267,71 +320,138 @@ def steps_to_reach(rows: list[dict[str, Any]], targets: dict[int, float]) -> flo
     return statistics.fmean(reached) if reached else None
 
 
-def report(out: Path, cells: list[Cell], rollouts_per_step: int | None = None) -> dict[str, Any]:
-    """Writes steps.csv, summary.json and the plots; returns the per-variant table.
+def tokens_until(rows: list[dict[str, Any]], step: float | None) -> float | None:
+    """Mean over seeds of the response tokens generated up to ``step`` (rounded up)."""
+    if step is None:
+        return None
+    totals = defaultdict(float)
+    for row in rows:
+        if 1 <= row["step"] <= step and row["response_tokens"]:
+            totals[row["seed"]] += row["response_tokens"]
+    return statistics.fmean(totals.values()) if totals else None
 
-    ``rollouts_per_step`` (the shared budget) turns steps-to-target into rollouts-to-target.
-    """
-    rows = [row for cell in cells for row in cell_rows(cell)]
+
+def read_scores(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def summarize_variant(
+    name: str,
+    rows: list[dict[str, Any]],
+    finals: dict[int, dict],
+    starts: dict[int, dict],
+    grpo: dict[int, dict],
+) -> dict[str, Any]:
+    def steady_median(key: str) -> float | None:
+        values = [r[key] for r in rows if r["step"] > 1 and r[key] is not None]
+        return statistics.median(values) if values else None
+
+    seeds = sorted(finals)
+    gains = [finals[s]["pass@1"] - starts[s]["pass@1"] for s in seeds if s in starts]
+    gain_mean, gain_ci = mean_ci95(gains)
+    summary: dict[str, Any] = {
+        "seeds": len({r["seed"] for r in rows}),
+        "evaluated_seeds": seeds,
+        "pass1_mean": mean_ci95([finals[s]["pass@1"] for s in seeds])[0],
+        "pass1_gain_mean": gain_mean,
+        "pass1_gain_ci95": gain_ci,
+        "useful_rollout_share": _mean([r["useful_rollout_share"] for r in rows if r["step"] >= 1]),
+        "zero_variance_share": _mean([r["zero_variance_share"] for r in rows if r["step"] >= 1]),
+        "train_score_first": _mean([r["train_score"] for r in rows if r["step"] == 1]),
+        "train_score_last": _mean(
+            [r["train_score"] for r in rows if r["step"] == max(x["step"] for x in rows)]
+        ),
+        "median_step_seconds": steady_median("step_seconds"),
+        "median_gen_seconds": steady_median("gen_seconds"),
+        "median_old_log_prob_seconds": steady_median("old_log_prob_seconds"),
+        "median_update_actor_seconds": steady_median("update_actor_seconds"),
+        "median_xrpo_planning_s": steady_median("xrpo_planning_s"),
+        "median_xrpo_retrieval_s": steady_median("xrpo_retrieval_s"),
+        "median_xrpo_advantage_s": steady_median("xrpo_advantage_s"),
+    }
+    for key in sorted({k for f in finals.values() for k in f} - {"prompts"}):
+        summary[key] = _mean([f.get(key) for f in finals.values()])
+    if name != "grpo":
+        paired = [finals[s]["pass@1"] - grpo[s]["pass@1"] for s in seeds if s in grpo]
+        summary["diff_vs_grpo_mean"], summary["diff_vs_grpo_ci95"] = mean_ci95(paired)
+    lift = {k: sum(r[f"seeding_{k}"] or 0 for r in rows) for k in LIFT_KEYS}
+    if lift["control_rollouts"]:
+        summary["seeding_lift"] = {
+            "treated_rate": lift["treated_successes"] / max(lift["treated_rollouts"], 1),
+            "treated_ci95": proportion_ci95(lift["treated_successes"], lift["treated_rollouts"]),
+            "control_rate": lift["control_successes"] / lift["control_rollouts"],
+            "control_ci95": proportion_ci95(lift["control_successes"], lift["control_rollouts"]),
+            **lift,
+        }
+    return summary
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def success_histogram(out: Path, seeds: Sequence[int]) -> dict[str, Any] | None:
+    """Per-prompt successes of the warm start on the training prompts (all seeds pooled)."""
+    counts = []
+    for seed in seeds:
+        report = read_scores(start_folder(out, seed) / "train_eval.json")
+        if report is not None:
+            counts += report["successes_per_prompt"]
+    if not counts:
+        return None
+    histogram = [counts.count(k) for k in range(HISTOGRAM_SAMPLES + 1)]
+    return {
+        "samples_per_prompt": HISTOGRAM_SAMPLES,
+        "prompts": len(counts),
+        "histogram": histogram,
+        "all_fail_share": histogram[0] / len(counts),
+        "all_pass_share": histogram[-1] / len(counts),
+    }
+
+
+def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
+    """Writes steps.csv, summary.json and the plots; returns the summary."""
+    rows = [row for cell in cells for row in cell_rows(cell, schedule.val_key)]
     with (out / "steps.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    scores = {cell: read_scores(cell.folder) for cell in cells}
-    evaluated = {cell: s for cell, s in scores.items() if s is not None}
+    seeds = sorted({c.seed for c in cells})
+    starts = {s: r["scores"]["all"] for s in seeds if (r := read_scores(start_folder(out, s) / "eval.json"))}
+    finals: dict[str, dict[int, dict]] = defaultdict(dict)
+    for cell in cells:
+        scores = read_scores(cell.folder / "eval.json")
+        if scores is not None:
+            finals[cell.variant.name][cell.seed] = scores["scores"]["all"]
     names = [n for n in VARIANTS if any(c.variant.name == n for c in cells)]
-    table = {
-        n: summarize_variant(
-            [r for r in rows if r["variant"] == n], [s for c, s in evaluated.items() if c.variant.name == n]
-        )
-        for n in names
-    }
-    add_gains_over_start(out, evaluated, table)
-    grpo_finals = final_val_by_seed([r for r in rows if r["variant"] == "grpo"])
-    if grpo_finals:
-        for n in names:
-            steps = steps_to_reach([r for r in rows if r["variant"] == n], grpo_finals)
-            table[n]["steps_to_grpo_final"] = steps
-            if rollouts_per_step and steps is not None:
-                table[n]["rollouts_to_grpo_final"] = steps * rollouts_per_step
-    grpo_step = table.get("grpo", {}).get("median_step_seconds")
+    by_variant = {n: [r for r in rows if r["variant"] == n] for n in names}
+    table = {n: summarize_variant(n, by_variant[n], finals[n], starts, finals.get("grpo", {})) for n in names}
+    grpo_targets = final_val_by_seed(by_variant.get("grpo", []))
     for n in names:
+        steps = steps_to_reach(by_variant[n], grpo_targets) if grpo_targets else None
+        table[n]["steps_to_grpo_final"] = steps
+        table[n]["rollouts_to_grpo_final"] = steps * schedule.rollouts_per_step if steps else None
+        table[n]["tokens_to_grpo_final"] = tokens_until(by_variant[n], steps)
+        grpo_step = table.get("grpo", {}).get("median_step_seconds")
         step = table[n]["median_step_seconds"]
         table[n]["step_time_vs_grpo"] = step / grpo_step if step and grpo_step else None
-    (out / "summary.json").write_text(json.dumps(table, indent=2))
-    plot_accuracy(out, rows, names)
+    summary = {
+        "schedule": {
+            "task": schedule.task,
+            "warm_start": schedule.warm_start,
+            "steps": schedule.steps,
+            "prompts_per_step": schedule.prompts_per_step,
+            "rollouts_per_step": schedule.rollouts_per_step,
+        },
+        START: {k: _mean([s.get(k) for s in starts.values()]) for k in next(iter(starts.values()), {})},
+        "warm_start_success_histogram": success_histogram(out, seeds),
+        **table,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_curves(out, rows, names, schedule)
     plot_step_time(out, table)
-    return table
-
-
-def read_scores(folder: Path) -> dict[str, float] | None:
-    """The overall scores of ``folder/eval.json`` (written by ``compare eval``), if it exists."""
-    path = folder / "eval.json"
-    return json.loads(path.read_text())["scores"]["all"] if path.is_file() else None
-
-
-def add_gains_over_start(
-    out: Path, evaluated: dict[Cell, dict[str, float]], table: dict[str, dict[str, Any]]
-) -> None:
-    """pass@1 of each final checkpoint minus its seed's warm start, on the same prompts (paired)."""
-    start = {}
-    for seed in sorted({c.seed for c in evaluated}):
-        scores = read_scores(start_folder(out, seed))
-        if scores is not None:
-            start[seed] = scores
-    if not start:
-        return
-    for name in table:
-        gains = [
-            final["pass@1"] - start[cell.seed]["pass@1"]
-            for cell, final in evaluated.items()
-            if cell.variant.name == name and cell.seed in start
-        ]
-        table[name]["eval_pass@1_gain_mean"] = mean_or_none(gains)
-        table[name]["eval_pass@1_gain_sd"] = statistics.stdev(gains) if len(gains) > 1 else None
-    keys = next(iter(start.values()))
-    table[START] = {f"eval_{k}": mean_or_none([scores.get(k) for scores in start.values()]) for k in keys}
-    table[START]["seeds"] = len(start)
+    return summary
 
 
 def _pyplot():
@@ -343,18 +463,23 @@ def _pyplot():
     return plt
 
 
-def plot_accuracy(out: Path, rows: list[dict[str, Any]], names: list[str]) -> None:
+def plot_curves(out: Path, rows: list[dict[str, Any]], names: list[str], schedule: Schedule) -> None:
+    """Held-out accuracy against steps (= rollouts, equal for all) and against generated tokens."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, (by_step, by_tokens) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name in names:
         mine = [r for r in rows if r["variant"] == name and r["val_acc"] is not None]
         steps = sorted({r["step"] for r in mine})
         means = [statistics.fmean(r["val_acc"] for r in mine if r["step"] == s) for s in steps]
-        axis.plot(steps, means, marker="o", label=name)
-    axis.set_xlabel("training step")
-    axis.set_ylabel(f"held-out accuracy (mean@{VAL_SAMPLES}, mean over seeds)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+        by_step.plot([s * schedule.rollouts_per_step for s in steps], means, marker="o", label=name)
+        tokens = [tokens_until([r for r in rows if r["variant"] == name], s) or 0.0 for s in steps]
+        by_tokens.plot(tokens, means, marker="o", label=name)
+    by_step.set_xlabel(f"rollouts ({schedule.rollouts_per_step} per step, every variant)")
+    by_tokens.set_xlabel("response tokens generated")
+    for axis in (by_step, by_tokens):
+        axis.set_ylabel(f"held-out accuracy (mean@{VAL_SAMPLES}, mean over seeds)")
+        axis.grid(alpha=0.3)
+    by_tokens.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out / "val_accuracy.png", dpi=120)
     plt.close(figure)
@@ -388,63 +513,90 @@ def plot_step_time(out: Path, table: dict[str, dict[str, Any]]) -> None:
     plt.close(figure)
 
 
-def format_summary(table: dict[str, dict[str, Any]]) -> str:
-    columns = [
-        "seeds",
-        "final_val_acc_mean",
-        "final_val_acc_sd",
-        "steps_to_grpo_final",
-        "rollouts_to_grpo_final",
-        "median_step_seconds",
+TABLE_COLUMNS = (
+    ("pass@1", "pass@1"),
+    ("gain over start [95% CI]", "pass1_gain"),
+    ("vs GRPO [95% CI]", "diff_vs_grpo"),
+    ("cons@16", "cons@16"),
+    ("pass@16", "pass@16"),
+    ("useful share", "useful_rollout_share"),
+    ("zero-var groups", "zero_variance_share"),
+    ("steps to GRPO's final", "steps_to_grpo_final"),
+    ("step (s)", "median_step_seconds"),
+    ("vs GRPO time", "step_time_vs_grpo"),
+)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        "| variant | seeds | " + " | ".join(label for label, _ in TABLE_COLUMNS) + " |",
+        "|---" * (len(TABLE_COLUMNS) + 2) + "|",
     ]
-    columns += ["step_time_vs_grpo", "useful_rollout_share", "seeded_prompts_solved"]
-    # every eval score but the prompt count and cons@1 (one sample's vote is pass@1 again)
-    hidden = {"eval_prompts", "eval_cons@1"}
-    columns += sorted({k for row in table.values() for k in row if k.startswith("eval_")} - hidden)
-    lines = ["| variant | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in table.items():
-        cells = [_fmt(row.get(c)) for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    start = summary.get(START) or {}
+    if start:
+        cells = [_fmt(start.get(key)) if key in start else "-" for _, key in TABLE_COLUMNS]
+        lines.append("| warm start | - | " + " | ".join(cells) + " |")
+    for name in VARIANTS:
+        row = summary.get(name)
+        if row is None:
+            continue
+        cells = []
+        for _, key in TABLE_COLUMNS:
+            if key in ("pass1_gain", "diff_vs_grpo"):
+                cells.append(_with_ci(row.get(f"{key}_mean"), row.get(f"{key}_ci95")))
+            else:
+                cells.append(_fmt(row.get(key)))
+        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _with_ci(mean: float | None, ci: list[float] | None) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m recipe.xrpo.scale_model.compare", description=__doc__.splitlines()[0]
     )
     parser.add_argument("action", choices=["train", "eval", "report"])
-    parser.add_argument("--out", type=Path, default=Path("results/toy-compare"))
+    parser.add_argument("--out", type=Path, default=Path("results/scale-compare"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
     parser.add_argument("--only", nargs="+", default=None, help="cells as variant:seed (re-run even if done)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--val-every", type=int, default=5)
-    parser.add_argument("--val-size", type=int, default=128)
-    parser.add_argument("--train-size", type=int, default=512)
+    parser.add_argument(
+        "--task", default=tasks.CHAIN, help="chain, or rg:NAME[:key=value,...] (default: %(default)s)"
+    )
+    parser.add_argument("--warm-start", choices=sorted(PRESETS), default="scale")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--val-every", type=int, default=10)
+    parser.add_argument("--val-size", type=int, default=256)
+    parser.add_argument("--train-size", type=int, default=1024)
     parser.add_argument(
         "--prompts-per-step",
         type=int,
         default=32,
-        help="prompts per step; each gets rollout.n=8 rollouts' worth of budget (default: %(default)s)",
+        help=f"prompts per step, each worth rollout.n={ScaleModelRun.rollouts_per_prompt} rollouts of budget",
     )
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        help="verl overrides for every cell, e.g. actor_rollout_ref.actor.optim.lr=3e-4",
-    )
-    parser.add_argument(
-        "--eval-samples", type=int, default=16, help="samples per held-out prompt (default: %(default)s)"
-    )
+    parser.add_argument("--set", nargs="+", default=[], help="verl overrides for every cell (key=value)")
+    parser.add_argument("--eval-samples", type=int, default=16, help="samples per held-out prompt")
     args = parser.parse_args(argv)
+    try:
+        tasks.TaskSpec.parse(args.task)
+    except ValueError as error:
+        parser.error(f"--task: {error}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     cells = [Cell(VARIANTS[v], s, out) for s in args.seeds for v in args.variants]
@@ -452,7 +604,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if forced:
         cells = [c for c in cells if f"{c.variant.name}:{c.seed}" in forced]
     schedule = Schedule(
-        args.steps, args.val_every, args.val_size, args.train_size, args.prompts_per_step, tuple(args.set)
+        args.steps,
+        args.val_every,
+        args.val_size,
+        args.train_size,
+        args.prompts_per_step,
+        args.task,
+        args.warm_start,
+        tuple(args.set),
     )
     failures = 0
     if args.action == "train":
@@ -462,15 +621,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             failures += train_cell(cell, schedule) != 0
     elif args.action == "eval":
         for seed in args.seeds:
-            if not forced and not (start_folder(out, seed) / "eval.json").is_file():
-                failures += eval_start(out, seed, cells, args.eval_samples) != 0
+            failures += eval_start(out, seed, schedule, args.eval_samples)
         for cell in cells:
-            if not (cell.folder / "eval.json").is_file() or forced:
+            if cell.done(args.steps) and (forced or not (cell.folder / "eval.json").is_file()):
                 failures += eval_cell(cell, args.eval_samples) != 0
     else:
         finished = [c for c in cells if (c.folder / "metrics.jsonl").is_file()]
-        table = report(out, finished, args.prompts_per_step * ToyRun.rollouts_per_prompt)
-        print(format_summary(table))
+        summary = report(out, finished, schedule)
+        table = format_summary(summary)
+        (out / "table.md").write_text(table + "\n")
+        print(table)
+        histogram = summary.get("warm_start_success_histogram")
+        if histogram:
+            print(
+                f"warm start, successes of {HISTOGRAM_SAMPLES} per training prompt: {histogram['histogram']}"
+            )
     return 1 if failures else 0
 
 

@@ -1,80 +1,221 @@
-"""Verifiable-reward arithmetic tasks, generated offline with the ``reasoning-gym`` package.
+"""Verifiable-reward task families for the scale model, in verl's RL dataset layout.
 
-Rows follow verl's RL dataset layout (``data_source``, ``prompt`` as chat messages, ``ability``,
-``reward_model.ground_truth``, ``extra_info``), so ``data.train_files`` can point at the parquet
-files as they are; ``recipe/xrpo/scale_model/reward.py`` is their ``reward.custom_reward_function``.
+Rows have ``data_source``, ``prompt`` (chat messages), ``ability``, ``reward_model.ground_truth``
+and ``extra_info`` (question, difficulty, the reference solution), so ``data.train_files`` can
+point at the parquet files as they are; ``reward.py`` beside this file is their reward function.
 
-The mix is chosen for a tiny CPU model: most sums have two single-digit terms (learnable within
-minutes), some have three or two-digit terms (often all-fail, which is what XRPO's seeding is for).
+Two families, chosen with a task name (``compare --task``, ``train --task``):
+
+- ``chain`` (the default): add a chain of numbers step by step. Difficulty grows with the chain's
+  length, and every level needs the same skill (one addition per step), so what RL teaches on
+  one prompt transfers to the others. The hard level starts with one of a small pool of two-digit
+  pairs that the warm start never sees: those prompts fail until the model finds (or is shown,
+  by seeding) that first step.
+- ``rg:NAME[:key=value,...]``: any reasoning-gym dataset with its own settings, answered as
+  "The answer is X." (e.g. ``rg:chain_sum:min_terms=2,max_terms=3``).
 """
 
 from __future__ import annotations
 
+import random
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from recipe.xrpo.scale_model.reward import ANSWER_PREFIX, compute_score
+from recipe.xrpo.scale_model.reward import ANSWER_PREFIX
 
-__all__ = ["compute_score", "generate_rows", "solution_text", "write_parquet"]
-
-DATA_SOURCE = "reasoning_gym/chain_sum"
-INSTRUCTION = "Reply with the number only."
+CHAIN = "chain"
+CHAIN_SOURCE = "xrpo_scale/chain"
 
 
 @dataclass(frozen=True)
-class Difficulty:
+class Level:
     name: str
-    share: float
-    min_terms: int
-    max_terms: int
-    max_digits: int
+    share: float  # of the rows
+    terms: int
+    # Per addition step, how often the warm start's data slips (a wrong sum carried on): the
+    # headroom RL can remove. Only the warm start's data slips; training and validation rows
+    # carry the true answer.
+    slip: float
+    two_digit_start: bool = False  # the chain starts with a pair from the hard pool
 
 
-DIFFICULTIES = (
-    Difficulty("easy", 0.7, 2, 2, 1),
-    Difficulty("medium", 0.2, 3, 3, 1),
-    Difficulty("hard", 0.1, 2, 2, 2),
+# Short chains almost never slip (prompts RL cannot improve: all-correct groups); longer ones slip
+# often (mixed groups: what RL learns from); the hard level mostly fails.
+CHAIN_LEVELS = (
+    Level("k2", 0.25, 2, 0.05),
+    Level("k3", 0.25, 3, 0.20),
+    Level("k4", 0.20, 4, 0.20),
+    Level("hard", 0.30, 3, 0.10, two_digit_start=True),
 )
+HARD_POOL_SIZE = 24  # distinct two-digit starting pairs shared by the hard prompts of every split
 
 
-def generate_rows(split: str, size: int, seed: int) -> list[dict[str, Any]]:
-    """``size`` task rows in verl's layout; the same (split, size, seed) gives the same rows."""
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task family by name: ``chain`` or ``rg:NAME[:key=value,...]``."""
+
+    family: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> TaskSpec:
+        if text == CHAIN:
+            return cls(CHAIN)
+        kind, _, rest = text.partition(":")
+        if kind != "rg" or not rest:
+            raise ValueError(f"unknown task {text!r}: use 'chain' or 'rg:NAME[:key=value,...]'")
+        name, _, settings = rest.partition(":")
+        options = []
+        for item in filter(None, settings.split(",")):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"task option {item!r} in {text!r} is not key=value")
+            options.append((key, _number_or_text(value)))
+        return cls(f"rg:{name}", tuple(options))
+
+    @property
+    def data_source(self) -> str:
+        return CHAIN_SOURCE if self.family == CHAIN else f"reasoning_gym/{self.family[3:]}"
+
+    def __str__(self) -> str:
+        settings = ",".join(f"{k}={v}" for k, v in self.options)
+        return self.family + (f":{settings}" if settings else "")
+
+
+def _number_or_text(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+# ---- the chain family ---------------------------------------------------------------------------
+
+
+def hard_pool(seed: int = 0) -> list[tuple[int, int]]:
+    """The two-digit starting pairs of hard prompts (the same for every split of one seed)."""
+    rng = random.Random(f"hard-pool-{seed}")
+    pool: set[tuple[int, int]] = set()
+    while len(pool) < HARD_POOL_SIZE:
+        pool.add((rng.randint(10, 99), rng.randint(10, 99)))
+    return sorted(pool)
+
+
+def chain_terms(level: Level, rng: random.Random, pool: list[tuple[int, int]], in_pool: bool) -> list[int]:
+    if not level.two_digit_start:
+        return [rng.randint(1, 9) for _ in range(level.terms)]
+    if in_pool:
+        first = list(rng.choice(pool))
+    else:  # the warm start learns the hard level's form on pairs outside the pool
+        banned = set(pool)
+        first = [rng.randint(10, 99), rng.randint(10, 99)]
+        while tuple(first) in banned:
+            first = [rng.randint(10, 99), rng.randint(10, 99)]
+    return first + [rng.randint(1, 9) for _ in range(level.terms - 2)]
+
+
+def chain_question(terms: list[int]) -> str:
+    return f"Add {' + '.join(map(str, terms))} step by step."
+
+
+def chain_solution(terms: list[int], slip: float = 0.0, rng: random.Random | None = None) -> str:
+    """Running sums, one step per sentence; with ``slip`` a step is off by 1 or 10 and carried on."""
+    total, steps = terms[0], []
+    for term in terms[1:]:
+        result = total + term
+        if slip and rng is not None and rng.random() < slip:
+            result = max(result + rng.choice((-10, -1, 1, 10)), 0)
+        steps.append(f"{total} + {term} = {result}.")
+        total = result
+    return " ".join(steps) + f" {ANSWER_PREFIX}{total}."
+
+
+def chain_rows(split: str, size: int, seed: int, warm_start: bool = False) -> list[dict[str, Any]]:
+    """``size`` chain rows; ``warm_start`` rows have slipping solutions and no hard-pool pair."""
+    rng = random.Random(f"{split}-{seed}")
+    pool = hard_pool()
+    rows = []
+    counts = _level_counts(size)
+    for level, count in zip(CHAIN_LEVELS, counts, strict=True):
+        for _ in range(count):
+            terms = chain_terms(level, rng, pool, in_pool=not warm_start)
+            solution = chain_solution(terms, level.slip if warm_start else 0.0, rng)
+            rows.append(
+                _row(
+                    CHAIN_SOURCE,
+                    split,
+                    len(rows),
+                    chain_question(terms),
+                    str(sum(terms)),
+                    solution,
+                    level.name,
+                )
+            )
+    rng.shuffle(rows)
+    for index, row in enumerate(rows):
+        row["extra_info"]["index"] = index
+    return rows
+
+
+def _level_counts(size: int) -> list[int]:
+    counts = [round(size * level.share) for level in CHAIN_LEVELS[:-1]]
+    return [*counts, size - sum(counts)]
+
+
+# ---- reasoning-gym ------------------------------------------------------------------------------
+
+
+def reasoning_gym_rows(spec: TaskSpec, split: str, size: int, seed: int) -> list[dict[str, Any]]:
     import reasoning_gym
 
-    rows: list[dict[str, Any]] = []
-    for offset, level in enumerate(DIFFICULTIES):
-        count = round(size * level.share) if offset < len(DIFFICULTIES) - 1 else size - len(rows)
-        if count <= 0:
-            continue
-        dataset = reasoning_gym.create_dataset(
-            "chain_sum",
-            size=count,
-            seed=seed * 1009 + offset,
-            min_terms=level.min_terms,
-            max_terms=level.max_terms,
-            min_digits=1,
-            max_digits=level.max_digits,
+    dataset = reasoning_gym.create_dataset(
+        spec.family[3:], size=size, seed=zlib.crc32(f"{split}-{seed}".encode()), **dict(spec.options)
+    )
+    rows = []
+    for entry in dataset:
+        question = f"{entry['question']} Reply with the number only."
+        answer = str(entry["answer"])
+        rows.append(
+            _row(spec.data_source, split, len(rows), question, answer, f"{ANSWER_PREFIX}{answer}.", str(spec))
         )
-        for entry in dataset:
-            question = f"{entry['question']} {INSTRUCTION}"
-            rows.append(
-                {
-                    "data_source": DATA_SOURCE,
-                    "prompt": [{"role": "user", "content": question}],
-                    "ability": "arithmetic",
-                    "reward_model": {"style": "rule", "ground_truth": str(entry["answer"])},
-                    "extra_info": {
-                        "split": split,
-                        "index": len(rows),
-                        "question": question,
-                        "difficulty": level.name,
-                    },
-                }
-            )
     return rows
+
+
+# ---- common -------------------------------------------------------------------------------------
+
+
+def generate_rows(
+    task: TaskSpec | str, split: str, size: int, seed: int, warm_start: bool = False
+) -> list[dict]:
+    """``size`` rows of ``task``; the same arguments give the same rows."""
+    spec = TaskSpec.parse(task) if isinstance(task, str) else task
+    if spec.family == CHAIN:
+        return chain_rows(split, size, seed, warm_start=warm_start)
+    return reasoning_gym_rows(spec, split, size, seed)
+
+
+def _row(
+    source: str, split: str, index: int, question: str, answer: str, solution: str, difficulty: str
+) -> dict[str, Any]:
+    return {
+        "data_source": source,
+        "prompt": [{"role": "user", "content": question}],
+        "ability": "arithmetic",
+        "reward_model": {"style": "rule", "ground_truth": answer},
+        "extra_info": {
+            "split": split,
+            "index": index,
+            "question": question,
+            "difficulty": difficulty,
+            "solution": solution,
+        },
+    }
 
 
 def write_parquet(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -82,8 +223,3 @@ def write_parquet(rows: list[dict[str, Any]], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(path)
     return path
-
-
-def solution_text(answer: str) -> str:
-    """What a correct response looks like; the warm start teaches this format."""
-    return f"{ANSWER_PREFIX}{answer}."

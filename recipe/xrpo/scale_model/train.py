@@ -1,9 +1,9 @@
-"""The main job: a short XRPO training with stock verl on the embedded toy setup.
+"""The main job: a short XRPO training with stock verl on the CPU scale model.
 
-It prepares, in the run folder, a warm-started tiny Qwen2 model and reasoning-gym arithmetic data
-(nothing is downloaded), then runs the ordinary
+It prepares, in the run folder, a warm-started small Qwen2 model and chain-addition data
+(``tasks.py``; nothing is downloaded), then runs the ordinary
 
-    python -m verl.trainer.main_ppo algorithm.adv_estimator=xrpo ...
+    python -m verl.trainer.main_ppo --config-path=configs --config-name=scale_model ...
 
 as a child process, with verl's output in ``<run>/train.log``. It prints one line per training
 step from verl's metrics (``<run>/metrics.jsonl``) and a summary at the end (also written to
@@ -24,12 +24,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from recipe.xrpo.scale_model import tasks
-from recipe.xrpo.scale_model.warmstart import REPORT_FILE, WarmStartSettings, build_warm_model_dir
+from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
 
 ESTIMATORS = ("xrpo", "grpo")
 REWARD_FILE = Path(__file__).with_name("reward.py")
@@ -69,17 +69,22 @@ class RunPaths:
         return self.root / "summary.json"
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+CONFIG_NAME = "scale_model"  # configs/scale_model.yaml: everything that is not one run's choice
+
+
 @dataclass(frozen=True)
-class ToyRun:
-    """What the main job trains; ``overrides`` renders it as verl Hydra overrides."""
+class ScaleModelRun:
+    """One run's choices; ``overrides`` renders them as verl Hydra overrides of configs/scale_model.yaml."""
 
     paths: RunPaths
     steps: int = 8
     estimator: str = "xrpo"
     seed: int = 0
+    task: str = tasks.CHAIN
+    warm_start: str = "demo"  # a preset of warmstart.PRESETS
     prompts_per_step: int = 8
-    learning_rate: float = 3e-4
-    rollouts_per_prompt: int = 8
+    rollouts_per_prompt: int = 8  # GRPO's rollout.n, so the step's budget with prompts_per_step
     train_size: int = 256
     val_size: int = 32
     save_freq: int = 0  # 0: only at the end
@@ -91,60 +96,49 @@ class ToyRun:
 
     def overrides(self) -> list[str]:
         p = self.paths
-        micro = self.prompts_per_step * self.rollouts_per_prompt
+        micro = self.prompts_per_step * self.rollouts_per_prompt  # one micro-batch per step
         save_freq = self.save_freq or self.steps
         return [
+            f"--config-path={CONFIG_DIR}",
+            f"--config-name={CONFIG_NAME}",
             f"algorithm.adv_estimator={self.estimator}",
             f"data.train_files={p.train_data}",
             f"data.val_files={p.val_data}",
             f"data.train_batch_size={self.prompts_per_step}",
-            "data.max_prompt_length=64",
-            "data.max_response_length=16",
             f"data.seed={self.seed}",
             f"actor_rollout_ref.model.path={self.model}",
-            f"actor_rollout_ref.actor.optim.lr={self.learning_rate}",
             f"actor_rollout_ref.actor.ppo_mini_batch_size={self.prompts_per_step}",
             f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
-            "actor_rollout_ref.actor.use_kl_loss=false",
-            "algorithm.use_kl_in_reward=false",
-            "actor_rollout_ref.rollout.name=vllm",
             f"actor_rollout_ref.rollout.n={self.rollouts_per_prompt}",
-            # seeded prompts carry exemplars: room beyond the data's own prompt length
-            "actor_rollout_ref.rollout.prompt_length=192",
-            "actor_rollout_ref.rollout.gpu_memory_utilization=0.5",
             f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
             f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={micro}",
-            "algorithm.xrpo.planning.n_base=4",
-            # With 8 rollouts per prompt the default UCB weight (0.05) leaves all-fail prompts no
-            # later-phase rollouts while mixed prompts are short of n_max, so nothing is seeded
-            # in a short run; a larger weight shares some of the budget with them.
-            "algorithm.xrpo.planning.ucb_lambda=0.5",
             f"reward.custom_reward_function.path={REWARD_FILE}",
-            "reward.custom_reward_function.name=compute_score",
-            "trainer.logger=[console,file]",
-            "trainer.project_name=verl-xrpo-toy",
             f"trainer.experiment_name={self.estimator}",
             f"trainer.total_training_steps={self.steps}",
-            "trainer.val_before_train=false",
             f"trainer.test_freq={self.steps}",
             f"trainer.save_freq={save_freq}",
             f"trainer.default_local_dir={p.checkpoints}",
         ]
 
 
-def prepare(run: ToyRun) -> list[str]:
+def prepare(run: ScaleModelRun) -> list[str]:
     """Make what is missing of model and data; returns what was made, for the progress display."""
     made = []
     if run.model_dir is None and not (run.paths.model / REPORT_FILE).is_file():
-        report = build_warm_model_dir(run.paths.model, WarmStartSettings(seed=run.seed))
-        easy = report.heldout_accuracy["easy"]
-        made.append(f"warm-started model ({report.seconds:.0f} s, greedy accuracy on easy sums {easy:.0%})")
+        settings = replace(PRESETS[run.warm_start], seed=run.seed, task=run.task)
+        report = build_warm_model_dir(run.paths.model, settings)
+        made.append(
+            f"warm-started model ({report.seconds:.0f} s, "
+            f"greedy accuracy {report.heldout_accuracy['all']:.0%})"
+        )
     if not (run.paths.train_data.is_file() and run.paths.val_data.is_file()):
         tasks.write_parquet(
-            tasks.generate_rows("train", run.train_size, seed=run.seed + 1), run.paths.train_data
+            tasks.generate_rows(run.task, "train", run.train_size, seed=run.seed), run.paths.train_data
         )
-        tasks.write_parquet(tasks.generate_rows("val", run.val_size, seed=run.seed + 2), run.paths.val_data)
-        made.append(f"reasoning-gym data ({run.train_size} train, {run.val_size} validation prompts)")
+        tasks.write_parquet(
+            tasks.generate_rows(run.task, "val", run.val_size, seed=run.seed), run.paths.val_data
+        )
+        made.append(f"{run.task} data ({run.train_size} train, {run.val_size} validation prompts)")
     return made
 
 
@@ -232,7 +226,9 @@ class Summary:
         return out
 
 
-def summarize(records: Iterable[dict[str, Any]], run: ToyRun, wall_seconds: float, exit_code: int) -> Summary:
+def summarize(
+    records: Iterable[dict[str, Any]], run: ScaleModelRun, wall_seconds: float, exit_code: int
+) -> Summary:
     by_step = {int(r["step"]): r["data"] for r in records}
     steps = sorted(s for s in by_step if "timing_s/step" in by_step[s])  # training steps only
     summary = Summary(
@@ -277,11 +273,11 @@ def xrpo_notices(lines: Iterable[str]) -> list[str]:
     return notices
 
 
-def verl_command(run: ToyRun, extra: Sequence[str]) -> list[str]:
+def verl_command(run: ScaleModelRun, extra: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "verl.trainer.main_ppo", *run.overrides(), *extra]
 
 
-def train(run: ToyRun, extra: Sequence[str], echo=print) -> Summary:
+def train(run: ScaleModelRun, extra: Sequence[str], echo=print) -> Summary:
     """Run verl as a child process, echoing progress; returns the summary (also written to disk)."""
     paths = run.paths
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(paths.metrics)}
@@ -336,19 +332,30 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         epilog="Example: python -m recipe.xrpo.scale_model.train --steps 4 -- "
         "algorithm.xrpo.planning.n_base=3",
     )
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/toy"), help="default: %(default)s")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/scale-model"), help="default: %(default)s")
     parser.add_argument(
-        "--steps", type=int, default=ToyRun.steps, help="total training steps (default: %(default)s)"
+        "--steps", type=int, default=ScaleModelRun.steps, help="total training steps (default: %(default)s)"
     )
     parser.add_argument("--estimator", choices=ESTIMATORS, default="xrpo", help="default: %(default)s")
     parser.add_argument(
         "--seed", type=int, default=0, help="model, data and sampling seed (default: %(default)s)"
     )
     parser.add_argument(
-        "--train-size", type=int, default=ToyRun.train_size, help="training prompts (default: %(default)s)"
+        "--task",
+        default=ScaleModelRun.task,
+        help="chain, or rg:NAME[:key=value,...] for a reasoning-gym dataset (default: %(default)s)",
     )
     parser.add_argument(
-        "--prompts-per-step", type=int, default=ToyRun.prompts_per_step, help="default: %(default)s"
+        "--warm-start", choices=sorted(PRESETS), default=ScaleModelRun.warm_start, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=ScaleModelRun.train_size,
+        help="training prompts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--prompts-per-step", type=int, default=ScaleModelRun.prompts_per_step, help="default: %(default)s"
     )
     parser.add_argument(
         "--save-freq", type=int, default=0, help="checkpoint every N steps (default: at the end)"
@@ -362,6 +369,10 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         parser.error("--steps must be at least 1")
     if args.model is not None and not (args.model / "config.json").is_file():
         parser.error(f"--model {args.model} is not a model folder (no config.json)")
+    try:
+        tasks.TaskSpec.parse(args.task)
+    except ValueError as error:
+        parser.error(f"--task: {error}")
     if args.train_size < 1:
         parser.error("--train-size must be at least 1")
     if args.prompts_per_step < 1:
@@ -377,11 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths.root.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    run = ToyRun(
+    run = ScaleModelRun(
         paths,
         steps=args.steps,
         estimator=args.estimator,
         seed=args.seed,
+        task=args.task,
+        warm_start=args.warm_start,
         prompts_per_step=args.prompts_per_step,
         train_size=args.train_size,
         save_freq=args.save_freq,

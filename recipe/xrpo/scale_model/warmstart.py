@@ -1,20 +1,23 @@
-"""A warm-started tiny model: a few seconds of supervised training on the toy tasks.
+"""The warm start: supervised training of a small Qwen2 model on the scale model's tasks.
 
-RL from a random model gets no reward at all, so nothing would be learned, planned or seeded.
-A short SFT on solved tasks (``tasks.solution_text``) brings the tiny Qwen2 model to partial
-accuracy: easy sums are often right, harder ones mostly wrong, which is the regime XRPO is for.
+RL from a random model gets no reward, so nothing would be learned, planned or seeded. The warm
+start leaves the headroom RL is for: its data slips now and then (``tasks.Level.slip``), so the
+model samples the right chain often but not always (pass@k well above pass@1), and the hard
+level's pairs are never shown, so those prompts mostly fail. A share of its examples is written in
+the seeded format XRPO uses at run time (``verl_xrpo.core.seeding``), with solved similar problems
+in the context, so the model can read exemplars when XRPO seeds a prompt.
+
 The result is an ordinary model folder (config, safetensors, tokenizer) that verl and vLLM load.
-
-``python -m recipe.xrpo.scale_model.warmstart DIR`` builds one and prints its accuracy.
+``python -m recipe.xrpo.scale_model.warmstart DIR [--preset scale]`` builds one and reports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -23,25 +26,37 @@ from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 from recipe.xrpo.scale_model import tasks
 from recipe.xrpo.scale_model.model import toy_qwen2_config
 from recipe.xrpo.scale_model.tokenizer import build_toy_tokenizer
+from verl_xrpo.core.bank import Exemplar
+from verl_xrpo.core.seeding import build_seeded_messages, render
 
-_log = logging.getLogger("verl_xrpo")
 REPORT_FILE = "warmstart.json"
 
 
 @dataclass(frozen=True)
 class WarmStartSettings:
+    task: str = tasks.CHAIN
     hidden_size: int = 64
     layers: int = 2
     steps: int = 500
     batch_size: int = 64
     learning_rate: float = 3e-3
-    # The cosine schedule stops at this floor, not at zero: RL continues with a fresh Adam at a
-    # learning rate of this order, and a model annealed to zero sits where such steps knock it
-    # off (scripts/probe_warmstart_lr.py: 5 steps of fresh-Adam SFT at 1e-3 took its greedy
-    # held-out accuracy from 0.58 to 0.31).
+    # The cosine schedule stops at this floor, not at zero: a model annealed to zero sits where
+    # the first steps of a fresh Adam knock it off (scripts/probe_warmstart_lr.py).
     final_learning_rate: float = 1e-3
-    train_examples: int = 2000
+    train_examples: int = 4000
+    # Share of the examples in the seeded format (exemplars of similar problems in the context).
+    seeded_share: float = 0.2
+    # Prompt budget of a seeded example; the run's rollout.prompt_length must be at least this.
+    seeded_prompt_tokens: int = 256
     seed: int = 0
+
+
+# The main job's quick warm start, and the comparison's larger one (a few million parameters cost
+# little more per verl step than a tiny model: verl's fixed overhead dominates on this scale).
+PRESETS = {
+    "demo": WarmStartSettings(seeded_share=0.0),
+    "scale": WarmStartSettings(hidden_size=128, layers=4, steps=2000, train_examples=8000),
+}
 
 
 @dataclass(frozen=True)
@@ -52,12 +67,42 @@ class WarmStartReport:
     seconds: float
 
 
-def tokenizer_corpus(rows: list[dict]) -> list[str]:
-    lines = []
+def seeded_examples(rows: list[dict], share: float, tokenizer, max_tokens: int, seed: int) -> list[dict]:
+    """Copies of a ``share`` of ``rows`` whose prompt carries two solved problems of the same level.
+
+    For the hard level the exemplars start with the same two-digit pair, so the context holds the
+    first step: what a retrieved exemplar of a similar problem gives at run time.
+    """
+    rng = random.Random(f"seeded-{seed}")
+    by_level: dict[str, list[dict]] = {}
     for row in rows:
-        lines.append(row["extra_info"]["question"])
-        lines.append(tasks.solution_text(row["reward_model"]["ground_truth"]))
-    return lines
+        by_level.setdefault(row["extra_info"]["difficulty"], []).append(row)
+    out: list[dict] = []
+    for row in rng.sample(rows, int(share * len(rows))):
+        info = row["extra_info"]
+        if info["difficulty"] == "hard":
+            terms = [int(t) for t in info["question"].removeprefix("Add ").split(" step")[0].split(" + ")]
+            exemplars = []
+            for _ in range(2):
+                other = terms[:2] + [rng.randint(1, 9) for _ in terms[2:]]
+                exemplars.append(Exemplar(tasks.chain_question(other), tasks.chain_solution(other)))
+        else:
+            peers = [p for p in by_level[info["difficulty"]] if p is not row]
+            exemplars = [
+                Exemplar(p["extra_info"]["question"], p["extra_info"]["solution"])
+                for p in rng.sample(peers, 2)
+            ]
+        messages = build_seeded_messages(row["prompt"], exemplars, tokenizer, max_tokens)
+        if messages is not None:
+            out.append({**row, "prompt": messages})
+    return out
+
+
+def tokenizer_corpus(rows: list[dict]) -> list[str]:
+    """Questions, solutions and the seeded prompt's frame, so that BPE merges its words."""
+    lines = [f"{row['extra_info']['question']} {row['extra_info']['solution']}" for row in rows]
+    frame = render("", [("", ""), ("", "")])
+    return lines + [frame] * max(len(lines) // 10, 1)
 
 
 def encode_examples(
@@ -67,7 +112,7 @@ def encode_examples(
     sequences, response_starts = [], []
     for row in rows:
         prompt = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
-        response = tasks.solution_text(row["reward_model"]["ground_truth"]) + tokenizer.eos_token
+        response = row["extra_info"]["solution"] + tokenizer.eos_token
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
         sequences.append(prompt_ids + response_ids)
@@ -104,11 +149,18 @@ def build_warm_model_dir(path: str | Path, settings: WarmStartSettings | None = 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
-    train_rows = tasks.generate_rows("sft", settings.train_examples, seed=10_000 + settings.seed)
-    heldout_rows = tasks.generate_rows("sft_heldout", 300, seed=20_000 + settings.seed)
-    tokenizer = build_toy_tokenizer(corpus=tokenizer_corpus(train_rows))
+    rows = tasks.generate_rows(
+        settings.task, "sft", settings.train_examples, seed=10_000 + settings.seed, warm_start=True
+    )
+    heldout = tasks.generate_rows(settings.task, "sft_heldout", 256, seed=20_000 + settings.seed)
+    tokenizer = build_toy_tokenizer(corpus=tokenizer_corpus(rows))
+    seeded = seeded_examples(
+        rows, settings.seeded_share, tokenizer, settings.seeded_prompt_tokens, settings.seed
+    )
+    # Seeded examples are three times as long: batched apart, they do not pad the short ones.
+    pools = [encode_examples(tokenizer, pool) for pool in (rows, seeded) if pool]
+    sizes = torch.tensor([len(pool[0]) for pool in pools], dtype=torch.float)
     model = Qwen2ForCausalLM(toy_qwen2_config(tokenizer, settings.hidden_size, settings.layers))
-    ids, attention, response_mask = encode_examples(tokenizer, train_rows)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=settings.steps, eta_min=settings.final_learning_rate
@@ -117,14 +169,18 @@ def build_warm_model_dir(path: str | Path, settings: WarmStartSettings | None = 
     loss = torch.tensor(float("nan"))
     model.train()
     for _ in range(settings.steps):
-        batch = torch.randint(len(train_rows), (settings.batch_size,), generator=generator)
-        loss = response_loss(model, ids[batch], attention[batch], response_mask[batch])
+        ids, attention, response_mask = pools[int(torch.multinomial(sizes, 1, generator=generator))]
+        batch = torch.randint(len(ids), (settings.batch_size,), generator=generator)
+        width = int(attention[batch].sum(dim=1).max())
+        loss = response_loss(
+            model, ids[batch, :width], attention[batch, :width], response_mask[batch, :width]
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
     model.eval()
-    accuracy = heldout_accuracy(model, tokenizer, heldout_rows)
+    accuracy = heldout_accuracy(model, tokenizer, heldout)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     report = WarmStartReport(settings, accuracy, loss.item(), time.perf_counter() - started)
@@ -133,6 +189,7 @@ def build_warm_model_dir(path: str | Path, settings: WarmStartSettings | None = 
 
 
 def heldout_accuracy(model: Qwen2ForCausalLM, tokenizer, rows: list[dict]) -> dict[str, float]:
+    """Greedy exact match of the reference solution, overall and per difficulty."""
     ids, attention, response_mask = encode_examples(tokenizer, rows)
     correct = greedy_exact_match(model, ids, attention, response_mask)
     levels = [row["extra_info"]["difficulty"] for row in rows]
@@ -146,10 +203,12 @@ def heldout_accuracy(model: Qwen2ForCausalLM, tokenizer, rows: list[dict]) -> di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="model folder to write")
-    parser.add_argument("--steps", type=int, default=WarmStartSettings.steps)
-    parser.add_argument("--seed", type=int, default=WarmStartSettings.seed)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    parser.add_argument("--task", default=None, help="task family (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    report = build_warm_model_dir(args.path, WarmStartSettings(steps=args.steps, seed=args.seed))
+    settings = replace(PRESETS[args.preset], seed=args.seed, task=args.task or PRESETS[args.preset].task)
+    report = build_warm_model_dir(args.path, settings)
     shares = ", ".join(f"{k} {v:.0%}" for k, v in report.heldout_accuracy.items())
     print(f"warm-started model in {args.path} ({report.seconds:.0f} s): greedy accuracy {shares}")
     return 0
