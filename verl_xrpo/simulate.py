@@ -10,7 +10,9 @@ reward variance (mixed groups: the only ones with a non-zero GRPO advantage):
   ``max(p, --seeded-success)``: 0, the default, assumes exemplars never help);
 - ``xrpo_no_seeding``: the same planner without seeding's share;
 - ``oracle``: knows every p and places the same budget (at most ``n_max`` per prompt) to maximise
-  the expected rollouts in mixed groups, sum of k (1 - p^k - (1-p)^k), by dynamic programming.
+  the expected rollouts in mixed groups, sum of k (1 - p^k - (1-p)^k), by dynamic programming;
+- ``oracle_after_phase1``: the same, but every prompt first gets ``n_base`` as in XRPO's phase 1,
+  which separates what phase 1 costs from what the later phases' planning leaves.
 
     python -m verl_xrpo.simulate                      # every built-in mixture, a table of medians
     python -m verl_xrpo.simulate --rates rates.json   # per-prompt success rates recorded elsewhere
@@ -116,18 +118,21 @@ def xrpo(
     return StepOutcome(rewards, failed_phase_one=len(failing), seeded=seeded)
 
 
-def oracle_counts(rates: np.ndarray, budget: int, n_max: int) -> np.ndarray:
-    """Rollouts per prompt maximising expected rollouts in mixed groups (exact, by DP)."""
+def oracle_counts(rates: np.ndarray, budget: int, n_max: int, n_min: int = 0) -> np.ndarray:
+    """Rollouts per prompt (``n_min`` to ``n_max``) maximising expected rollouts in mixed groups (DP)."""
+    if not len(rates) * n_min <= budget <= len(rates) * n_max:
+        raise ValueError(f"{budget} rollouts cannot go to {len(rates)} prompts at {n_min}-{n_max} each")
     k = np.arange(n_max + 1)
     p = rates[:, None]
     gain = k[None, :] * (1.0 - p ** k[None, :] - (1.0 - p) ** k[None, :])  # (P, n_max + 1)
+    gain[:, :n_min] = -np.inf
     best = np.full(budget + 1, -np.inf)
     best[0] = 0.0
     choice = np.zeros((len(rates), budget + 1), dtype=np.int64)
     for q in range(len(rates)):
         # candidates[j, k] = best[j - k] + gain[q, k]
         shifted = np.full((budget + 1, n_max + 1), -np.inf)
-        for kk in range(n_max + 1):
+        for kk in range(min(n_max, budget) + 1):
             shifted[kk:, kk] = best[: budget + 1 - kk] + gain[q, kk]
         choice[q] = shifted.argmax(axis=1)
         best = shifted.max(axis=1)
@@ -139,8 +144,10 @@ def oracle_counts(rates: np.ndarray, budget: int, n_max: int) -> np.ndarray:
     return counts
 
 
-def oracle(rates: np.ndarray, rollout_n: int, rng: np.random.Generator, n_max: int) -> StepOutcome:
-    return StepOutcome(sample(rates, oracle_counts(rates, len(rates) * rollout_n, n_max), rng))
+def oracle(
+    rates: np.ndarray, rollout_n: int, rng: np.random.Generator, n_max: int, n_min: int = 0
+) -> StepOutcome:
+    return StepOutcome(sample(rates, oracle_counts(rates, len(rates) * rollout_n, n_max, n_min), rng))
 
 
 def score(outcome: StepOutcome) -> dict[str, float]:
@@ -171,6 +178,8 @@ def benchmark(
         "xrpo": lambda r, g, s: xrpo(r, rollout_n, g, s, planning, seeding, seeded_success),
         "xrpo_no_seeding": lambda r, g, s: xrpo(r, rollout_n, g, s, planning, None, seeded_success),
         "oracle": lambda r, g, s: oracle(r, rollout_n, g, n_max),
+        # knows p too, but like XRPO gives every prompt n_base first: what planning could reach
+        "oracle_after_phase1": lambda r, g, s: oracle(r, rollout_n, g, n_max, planning.n_base),
     }
     rng = np.random.default_rng(seed)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in allocators}
@@ -193,12 +202,12 @@ def benchmark(
 def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
     lines = [
         f"{name}:",
-        f"  {'allocator':16s} {'useful':>7s} {'zero-var':>9s} {'of oracle':>10s} {'seeded':>7s}",
+        f"  {'allocator':20s} {'useful':>7s} {'zero-var':>9s} {'of oracle':>10s} {'seeded':>7s}",
     ]
     for allocator, row in table.items():
         seeded = row.get("seeded_share_of_phase1_fails")
         lines.append(
-            f"  {allocator:16s} {row['useful_share']:7.3f} {row['zero_variance_groups']:9.3f} "
+            f"  {allocator:20s} {row['useful_share']:7.3f} {row['zero_variance_groups']:9.3f} "
             f"{row['fraction_of_oracle']:10.3f} {'-' if seeded is None else f'{seeded:7.2f}':>7s}"
         )
     return lines

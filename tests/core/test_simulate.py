@@ -1,0 +1,62 @@
+"""The allocation benchmark: its oracle is exact and every allocator spends GRPO's budget."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from verl_xrpo import simulate
+
+
+def expected_useful(rates, counts):
+    return sum(k * (1 - p**k - (1 - p) ** k) for p, k in zip(rates, counts, strict=True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rates=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
+    per_prompt=st.integers(2, 4),
+    n_min=st.integers(0, 2),
+)
+def test_the_oracle_is_the_best_split_of_the_budget(rates, per_prompt, n_min):
+    rates, n_max = np.array(rates), 6
+    budget = len(rates) * per_prompt
+    counts = simulate.oracle_counts(rates, budget, n_max, n_min)
+    assert counts.sum() == budget and counts.min() >= n_min and counts.max() <= n_max
+    best = max(
+        expected_useful(rates, split)
+        for split in itertools.product(range(n_min, n_max + 1), repeat=len(rates))
+        if sum(split) == budget
+    )
+    assert expected_useful(rates, counts) == pytest.approx(best)
+
+
+def test_an_impossible_split_is_refused():
+    with pytest.raises(ValueError, match="cannot go to"):
+        simulate.oracle_counts(np.array([0.5, 0.5]), budget=3, n_max=6, n_min=2)
+
+
+def test_every_allocator_spends_grpos_budget_and_xrpo_beats_uniform_on_a_math_mixture():
+    table = simulate.benchmark(
+        simulate.MIXTURES[0], draws=30, num_prompts=32, rollout_n=8, seeded_success=0.0, seed=1
+    )
+    assert set(table) == {"uniform", "xrpo", "xrpo_no_seeding", "oracle", "oracle_after_phase1"}
+    assert table["oracle"]["fraction_of_oracle"] == 1.0
+    assert table["uniform"]["useful_share"] < table["xrpo"]["useful_share"] < table["oracle"]["useful_share"]
+    assert table["xrpo"]["seeded_share_of_phase1_fails"] == 1.0  # every phase-1 failure is seeded
+
+
+def test_recorded_rates_are_read_and_bad_ones_refused(tmp_path, capsys):
+    good = tmp_path / "rates.json"
+    good.write_text("[0.0, 0.5, 1.0, 0.25]")
+    assert simulate.main(["--draws", "3", "--prompts", "8", "--rates", str(good)]) == 0
+    assert "recorded (rates.json, 4 prompts)" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1.5]")
+    with pytest.raises(SystemExit):
+        simulate.main(["--rates", str(bad)])
+    assert "expected a JSON list of probabilities" in capsys.readouterr().err
