@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
 from collections import OrderedDict
@@ -198,14 +200,46 @@ class ExemplarBank:
         self, path: str | os.PathLike, question_key: str = "question", solution_key: str = "solution"
     ) -> int:
         """Add curated rows from .parquet, .jsonl or .json (a list of objects); returns how many were kept."""
-        frame = read_rows(Path(path))
-        missing = [key for key in (question_key, solution_key) if key not in frame.columns]
-        if missing:
-            raise BankFileError(
-                f"{path} has no column {', '.join(map(repr, missing))}; its columns are {list(frame.columns)}"
-            )
-        pairs = zip(frame[question_key].astype(str), frame[solution_key].astype(str), strict=True)
-        return self.add_many(pairs, source="curated")
+        return self.add_many(read_curated_pairs(path, question_key, solution_key), source="curated")
+
+
+def read_curated_pairs(
+    path: str | os.PathLike, question_key: str = "question", solution_key: str = "solution"
+) -> list[tuple[str, str]]:
+    """The (question, solution) rows of a curated file; a row without usable text is refused by number.
+
+    Numbers are accepted as text (a JSON solution ``42``); null, NaN, blank text and nested values
+    are not: turned into strings they would become exemplars such as "None" or "nan".
+    """
+    frame = read_rows(Path(path))
+    missing = [key for key in (question_key, solution_key) if key not in frame.columns]
+    if missing:
+        raise BankFileError(
+            f"{path} has no column {', '.join(map(repr, missing))}; its columns are {list(frame.columns)}"
+        )
+    if frame.empty:
+        raise BankFileError(f"{path} has no rows; give it curated rows or drop seeding.preload_path")
+    pairs = []
+    columns = (question_key, solution_key)
+    for number, values in enumerate(zip(frame[question_key], frame[solution_key], strict=True), start=1):
+        texts = [_cell_text(value) for value in values]
+        for column, value, text in zip(columns, values, texts, strict=True):
+            if text is None:
+                raise BankFileError(
+                    f"{path}: row {number} (counting from 1) has {column}={value!r}; every row needs a "
+                    f"non-empty {question_key} and {solution_key}. Fix or remove that row."
+                )
+        pairs.append((texts[0], texts[1]))
+    return pairs
+
+
+def _cell_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value if value.strip() else None
+    # numbers.Real also covers numpy's scalars, which is what pandas hands out for numeric columns
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    return None
 
 
 def read_rows(path: Path) -> pd.DataFrame:
