@@ -11,7 +11,8 @@ import pytest
 import torch
 from verl.plugin.platform import PlatformRegistry
 
-from verl_xrpo.cpu import environment, mode, patches, preflight
+from verl_xrpo import preflight
+from verl_xrpo.cpu import environment, mode, patches
 from verl_xrpo.cpu.platform import PLATFORM_NAME
 
 
@@ -122,26 +123,17 @@ def test_a_missing_alias_points_at_the_fix(monkeypatch):
     assert "--fix" in problem
 
 
-@pytest.mark.parametrize(
-    ("argv", "checked"),
-    [
-        (["/x/site-packages/verl/trainer/main_ppo.py", "algorithm.adv_estimator=xrpo"], True),
-        (["/x/site-packages/verl/trainer/main_ppo.py", "--cfg", "job"], False),
-        (["/x/site-packages/verl/trainer/main_ppo.py", "--help"], False),
-        (["/usr/bin/pytest", "tests"], False),
-        ([], False),
-    ],
-)
-def test_only_a_training_driver_is_stopped(argv, checked):
-    assert preflight.is_training_driver(argv) is checked
+def test_a_broken_cpu_environment_is_one_line_of_the_drivers_preflight(monkeypatch):
+    from hydra import compose, initialize_config_module
 
-
-def test_a_broken_cpu_run_stops_with_exit_code_2_and_the_sentence(monkeypatch, capsys):
-    monkeypatch.setattr(preflight, "problems", lambda: ["vLLM is not installed: run the installer."])
-    with pytest.raises(SystemExit) as stopped:
-        preflight.refuse_broken_cpu_run(["/x/verl/trainer/main_ppo.py", "trainer.nnodes=1"])
-    assert stopped.value.code == 2
-    assert "vLLM is not installed" in capsys.readouterr().err
+    monkeypatch.setattr(environment, "problems", lambda: ["vLLM is not installed: run the installer."])
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=["algorithm.adv_estimator=grpo"])
+    assert preflight.problems(config) == [
+        "verl-xrpo CPU mode (no accelerator found): vLLM is not installed: run the installer."
+    ]
+    monkeypatch.setenv("VERL_PLATFORM", "cuda")  # CPU mode off: the environment is not its business
+    assert preflight.problems(config) == []
 
 
 def test_environment_cli_reports_ready():

@@ -15,8 +15,11 @@ logger = logging.getLogger(__name__)
 TRAINER_CONFIGS = ("ppo_trainer.yaml",)
 SELF_ENTRY = "  - _self_\n"
 # The settings group goes before _self_ (verl's own keys win); the trainer choice after it, so that
-# it replaces verl's default trainer_mode with one that follows algorithm.adv_estimator.
-XRPO_ENTRIES = "  - xrpo@algorithm.xrpo: xrpo\n" + SELF_ENTRY + "  - xrpo/select_trainer\n"
+# it replaces verl's default trainer_mode with one that follows algorithm.adv_estimator; then the
+# driver's preflight (a Hydra callback, verl_xrpo/preflight.py).
+XRPO_ENTRIES = (
+    "  - xrpo@algorithm.xrpo: xrpo\n" + SELF_ENTRY + "  - xrpo/select_trainer\n  - xrpo/preflight\n"
+)
 # verl_xrpo/conf/xrpo/cpu_mode.yaml, only in CPU mode (verl_xrpo.cpu.mode); after the trainer choice.
 CPU_MODE_ENTRY = "  - xrpo/cpu_mode\n"
 

@@ -28,12 +28,13 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.debug import marked_timer
 
-from verl_xrpo.config import XRPOConfig, XRPOConfigError
+from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.advantage import AdvantageResult
 from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.retrieval import make_retriever
-from verl_xrpo.integration.estimator import ESTIMATOR_NAME, sampling_log_probs, xrpo_settings
+from verl_xrpo.integration.checks import check_run
+from verl_xrpo.integration.estimator import sampling_log_probs
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
 from verl_xrpo.integration.phases import PhasedRollout, question_text
 from verl_xrpo.integration.request_keys import MANAGER_PATH
@@ -44,45 +45,6 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 STATE_FOLDER = "xrpo"  # inside verl's global_step_N checkpoint folder
 BANK_FILE = "exemplar_bank.json"
 STATE_FILE = "state.json"
-
-
-def check_supported(config: DictConfig, settings: XRPOConfig) -> None:
-    """verl settings XRPO cannot run with, refused before any worker or model is started."""
-    estimator = config.algorithm.adv_estimator
-    if estimator != ESTIMATOR_NAME:
-        raise XRPOConfigError(
-            f"trainer.v1.trainer_mode={TRAINER_MODE} needs algorithm.adv_estimator={ESTIMATOR_NAME}, "
-            f"got {estimator!r}. Drop the trainer_mode override to run {estimator} with verl's trainer."
-        )
-    reward_model = config.reward.reward_model
-    if reward_model.enable and not reward_model.enable_resource_pool:
-        raise XRPOConfigError(
-            "XRPO plans rollouts from rewards computed while generating, which verl does only for rule-based "
-            "rewards or a reward model in its own pool. Set reward.reward_model.enable_resource_pool=true."
-        )
-    filter_groups = config.algorithm.get("filter_groups") or {}
-    if filter_groups.get("enable", False):
-        raise XRPOConfigError(
-            "algorithm.filter_groups.enable=true (DAPO dynamic sampling) and XRPO both decide which rollouts "
-            "are "
-            "drawn; use one of them."
-        )
-    if config.trainer.v1.sampler.get("sync_refill_failed_groups", False):
-        raise XRPOConfigError("trainer.v1.sampler.sync_refill_failed_groups=true is not supported with XRPO.")
-    manager = config.actor_rollout_ref.rollout.get("agent", {}).get("agent_loop_manager_class")
-    if manager not in (None, MANAGER_PATH):
-        raise XRPOConfigError(
-            f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager!r}: XRPO needs its own "
-            f"manager ({MANAGER_PATH}), which gives later phases their own session ids. Remove the override."
-        )
-    if (
-        settings.seeding.enable
-        and settings.seeding.preload_path
-        and not os.path.exists(settings.seeding.preload_path)
-    ):
-        raise XRPOConfigError(
-            f"algorithm.xrpo.seeding.preload_path={settings.seeding.preload_path!r} does not exist."
-        )
 
 
 def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) -> str:
@@ -118,9 +80,10 @@ def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) 
 @register_trainer(TRAINER_MODE)
 class XRPOTrainer(PPOTrainerSync):
     def __init__(self, config: DictConfig):
-        self.xrpo = xrpo_settings(config.algorithm)
-        check_supported(config, self.xrpo)
-        self.planner = RolloutPlanner(self.xrpo.planning, config.actor_rollout_ref.rollout.n)
+        # The driver's preflight ran the same checks before Ray started; a trainer built any other
+        # way (or a config changed since) is checked here, before any worker starts.
+        checked = check_run(config)
+        self.xrpo, self.planner = checked.settings, checked.planner
         self.bank = self._new_bank() if self.xrpo.seeding.enable else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
