@@ -186,6 +186,9 @@ class XRPOConfig:
     # Correctness for the statistics: this reward field if present, else score > success_threshold.
     success_key: str = "acc"
     success_threshold: float = 0.0
+    # A phase whose prompts are not all done after this many seconds fails the step, naming the
+    # prompts still generating. Generous: a phase of long responses from a large model takes minutes.
+    phase_timeout_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.success_key.strip():
@@ -194,6 +197,13 @@ class XRPOConfig:
             )
         if not math.isfinite(self.success_threshold):
             raise _fail("success_threshold", self.success_threshold, "must be finite", "Use e.g. 0.0.")
+        if not (self.phase_timeout_seconds > 0 and math.isfinite(self.phase_timeout_seconds)):
+            raise _fail(
+                "phase_timeout_seconds",
+                self.phase_timeout_seconds,
+                "must be a positive number of seconds",
+                "Use e.g. 3600 (the default).",
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> XRPOConfig:
