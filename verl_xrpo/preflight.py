@@ -7,7 +7,9 @@ trainer config (``verl_xrpo/conf/xrpo/preflight.yaml``, through the search-path 
 not call it for ``--cfg`` or ``--help``, which print and start nothing.
 
 Checked: in CPU mode, the Python environment (``verl_xrpo.cpu.environment``); for an XRPO run,
-every setting (``verl_xrpo.integration.checks.check_run``, which XRPO's trainer runs again).
+every setting (``verl_xrpo.integration.checks.check_run``, which XRPO's trainer runs again) and
+the XRPO state of the checkpoint it would resume (``verl_xrpo.integration.checkpoint``, which the
+trainer's resume reads the same way).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Preflight(Callback):
 def problems(config: DictConfig) -> list[str]:
     """One line per reason the run cannot work; empty when it can."""
     from verl_xrpo.cpu import environment, mode
+    from verl_xrpo.integration.checkpoint import XRPOCheckpointError, check_resume
     from verl_xrpo.integration.checks import check_run, is_xrpo_run
 
     found = []
@@ -39,7 +42,8 @@ def problems(config: DictConfig) -> list[str]:
     if is_xrpo_run(config):
         try:
             check_run(config)
-        except XRPOConfigError as error:
+            check_resume(config)
+        except (XRPOConfigError, XRPOCheckpointError) as error:
             found.append(f"verl-xrpo: {error}")
     return found
 

@@ -16,7 +16,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Literal
 
 import pandas as pd
 
+from verl_xrpo.core.files import write_text_atomically
 from verl_xrpo.core.retrieval import BM25Retriever, Retriever
 from verl_xrpo.core.text import normalize_question
 
@@ -153,10 +153,7 @@ class ExemplarBank:
             "max_size": self.max_size,
             "entries": [{"question": e.question, "response": e.response, "source": e.source} for e in self],
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False)
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(payload, ensure_ascii=False))
 
     @classmethod
     def load(

@@ -9,6 +9,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from verl_xrpo.core.files import write_text_atomically
+
 logger = logging.getLogger(__name__)
 
 # ppo_megatron_trainer.yaml (deprecated) includes ppo_trainer, so it gets the group through it.
@@ -73,7 +75,7 @@ def trainer_config_dir(cpu_mode: bool | None = None) -> Path | None:
     if not all((folder / name).is_file() for name in TRAINER_CONFIGS):
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in patched.items():
-            _write_atomically(folder / name, text)
+            write_text_atomically(folder / name, text)
     return folder
 
 
@@ -85,10 +87,3 @@ def _cache_root() -> Path:
         return root
     except OSError:  # a read-only home: fall back to the temp folder
         return Path(tempfile.gettempdir()) / f"verl_xrpo-{os.getuid()}"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

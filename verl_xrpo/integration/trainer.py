@@ -14,7 +14,6 @@ Registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config select
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -30,9 +29,19 @@ from verl.utils.debug import marked_timer
 
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.advantage import AdvantageResult
-from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.core.bank import BankFileError, ExemplarBank
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.retrieval import make_retriever
+from verl_xrpo.integration.checkpoint import (
+    BANK_FILE,
+    RESUME_FIX,
+    STATE_FOLDER,
+    XRPOCheckpointError,
+    read_state,
+    resumed_step_folder,
+    save_state,
+    step_of,
+)
 from verl_xrpo.integration.checks import check_run
 from verl_xrpo.integration.estimator import sampling_log_probs
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
@@ -41,10 +50,6 @@ from verl_xrpo.integration.request_keys import MANAGER_PATH
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
-
-STATE_FOLDER = "xrpo"  # inside verl's global_step_N checkpoint folder
-BANK_FILE = "exemplar_bank.json"
-STATE_FILE = "state.json"
 
 
 def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) -> str:
@@ -162,8 +167,8 @@ class XRPOTrainer(PPOTrainerSync):
     # ---- checkpoints --------------------------------------------------------------------------
 
     def _save_checkpoint(self):
-        # Written before verl records this step as the latest checkpoint, so that never points
-        # at a checkpoint without XRPO's state.
+        # Written before verl records this step as the latest checkpoint, so the tracker never
+        # points at a checkpoint without XRPO's state (see integration/checkpoint.py).
         step_folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         self.save_xrpo_state(os.path.join(step_folder, STATE_FOLDER))
         super()._save_checkpoint()
@@ -171,42 +176,44 @@ class XRPOTrainer(PPOTrainerSync):
     def _load_checkpoint(self):
         super()._load_checkpoint()
         if self.global_steps > 0:
-            step_folder = resumed_step_folder(self.config, self.global_steps)
+            step_folder = resumed_step_folder(self.config)
+            if step_folder is None or step_of(step_folder) != self.global_steps:
+                raise RuntimeError(
+                    f"XRPO: verl resumed step {self.global_steps} but XRPO finds checkpoint {step_folder}; "
+                    f"verl's way of finding the latest checkpoint has changed."
+                )
             self.load_xrpo_state(os.path.join(step_folder, STATE_FOLDER))
 
     def save_xrpo_state(self, folder: str) -> None:
-        os.makedirs(folder, exist_ok=True)
-        if self.bank is not None:
-            self.bank.save(os.path.join(folder, BANK_FILE))
-        with open(os.path.join(folder, STATE_FILE), "w") as handle:
-            json.dump({"rollouts_drawn": self.rollouts_drawn, "global_steps": self.global_steps}, handle)
+        save_state(folder, self.global_steps, self.rollouts_drawn, self.bank)
 
     def load_xrpo_state(self, folder: str) -> None:
-        state_path = os.path.join(folder, STATE_FILE)
-        if not os.path.exists(state_path):
-            raise FileNotFoundError(
-                f"XRPO: the checkpoint being resumed has no XRPO state ({state_path}); it was not "
-                f"written by an XRPO run. Resume it with the estimator it was trained with, or start "
-                f"fresh (trainer.resume_mode=disable)."
-            )
-        with open(state_path) as handle:
-            self.rollouts_drawn = int(json.load(handle)["rollouts_drawn"])
-        if self.bank is not None:
-            seeding = self.xrpo.seeding
+        saved = read_state(folder, self.global_steps)
+        self.rollouts_drawn = saved.rollouts_drawn
+        if self.bank is None:
+            return
+        if saved.bank_sha256 is None:
+            logger.info("XRPO: the checkpoint in %s was saved with seeding off; the bank starts anew", folder)
+            return
+        seeding = self.xrpo.seeding
+        bank_path = os.path.join(folder, BANK_FILE)
+        try:
             self.bank = ExemplarBank.load(
-                os.path.join(folder, BANK_FILE),
+                bank_path,
                 retriever=make_retriever(seeding),
                 min_score=seeding.min_score,
                 blocked_questions=self.validation_questions,
                 max_size=seeding.bank_size,
             )
-            logger.info("XRPO: restored an exemplar bank of %d from %s", len(self.bank), folder)
-
-
-def resumed_step_folder(config: DictConfig, global_steps: int) -> str:
-    if config.trainer.resume_mode == "resume_path":
-        return os.path.abspath(config.trainer.resume_from_path)
-    return os.path.join(os.path.abspath(config.trainer.default_local_dir), f"global_step_{global_steps}")
+        except (OSError, BankFileError) as error:
+            raise XRPOCheckpointError(f"XRPO cannot resume: {error}; {RESUME_FIX}.") from error
+        logger.info(
+            "XRPO: restored an exemplar bank of %d from %s (step %d, %d rollouts drawn)",
+            len(self.bank),
+            folder,
+            saved.global_steps,
+            saved.rollouts_drawn,
+        )
 
 
 def dataset_questions(dataset: Any, prompt_key: str) -> list[str]:
