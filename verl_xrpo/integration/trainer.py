@@ -43,6 +43,7 @@ from verl_xrpo.integration.checkpoint import (
     step_of,
 )
 from verl_xrpo.integration.checks import check_run
+from verl_xrpo.integration.data_checks import check_training_rows
 from verl_xrpo.integration.estimator import sampling_log_probs
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
 from verl_xrpo.integration.phases import PhasedRollout, question_text
@@ -115,6 +116,16 @@ class XRPOTrainer(PPOTrainerSync):
 
     def _init_dataloader(self):
         super()._init_dataloader()
+        checked = check_training_rows(
+            self.train_dataset,
+            self.config.data,
+            self.tokenizer if self.processor is None else None,
+            rollout_prompt_length=int(self.config.actor_rollout_ref.rollout.prompt_length),
+            rule_based_reward=not self.config.reward.reward_model.enable,
+        )
+        logger.info(
+            "XRPO: %d training rows have a question, a ground truth and a length it can plan", checked
+        )
         if self.bank is not None:
             prompt_key = self.config.data.get("prompt_key", "prompt")
             self.validation_questions = dataset_questions(self.val_dataset, prompt_key)
