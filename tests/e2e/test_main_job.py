@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+# The main job's settings are CPU mode's (one device, vLLM's CPU build); with an accelerator it is off.
+pytestmark = pytest.mark.cpu_mode
+
 PROMPTS = 16
 ROLLOUTS = 8  # the main job's rollout.n: GRPO's budget per prompt
 N_BASE = 4
