@@ -108,4 +108,6 @@ def test_main_ppo_stops_within_seconds_before_ray_starts(override, line):
     ours = [text for text in done.stderr.splitlines() if text.startswith("verl-xrpo")]
     assert len(ours) == 1 and ours[0].startswith(line)
     assert "Traceback" not in done.stderr and "ray init kwargs" not in done.stdout
-    assert elapsed < 60  # most of it is importing torch and verl; Ray alone takes longer to start
+    # Ray never started (above); the bound only catches a hang. Most of the time is importing torch
+    # and verl: about 10 s here, against 66 s before the checks reached the TaskRunner.
+    assert elapsed < 120

@@ -7,8 +7,12 @@ Registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config select
   samples, while the rollout replicas are awake; ``on_sample_end`` sleeps them afterwards).
 - ``_compute_advantage`` wraps verl's own advantage step, handing the estimator the step's
   ``old_log_probs`` read from TransferQueue for the same keys, in the same order.
-- ``_save_checkpoint`` / ``_load_checkpoint`` also save and restore the exemplar bank, inside
-  verl's ``global_step_N`` folder, written before verl marks the checkpoint as the latest.
+- ``_save_checkpoint`` / ``_load_checkpoint`` also save and restore the exemplar bank and the
+  rollout count, inside verl's ``global_step_N`` folder, written before verl marks the checkpoint
+  as the latest (``integration/checkpoint.py``).
+- ``__init__`` runs the same config checks as the driver's preflight (``integration/checks.py``);
+  ``_init_dataloader`` refuses training rows the planner would misread (``data_checks.py``) and
+  bars validation questions from the bank.
 - ``trainer_mode`` is reported to verl as "sync": verl branches on that literal name.
 """
 
