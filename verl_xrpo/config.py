@@ -186,6 +186,24 @@ class XRPOConfig:
     # Correctness for the statistics: this reward field if present, else score > success_threshold.
     success_key: str = "acc"
     success_threshold: float = 0.0
+    # A phase whose prompts are not all done after this many seconds fails the step, naming the
+    # prompts still generating. Generous: a phase of long responses from a large model takes minutes.
+    phase_timeout_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.success_key.strip():
+            raise _fail(
+                "success_key", self.success_key, "is empty", "Name the reward field saying correct: acc."
+            )
+        if not math.isfinite(self.success_threshold):
+            raise _fail("success_threshold", self.success_threshold, "must be finite", "Use e.g. 0.0.")
+        if not (self.phase_timeout_seconds > 0 and math.isfinite(self.phase_timeout_seconds)):
+            raise _fail(
+                "phase_timeout_seconds",
+                self.phase_timeout_seconds,
+                "must be a positive number of seconds",
+                "Use e.g. 3600 (the default).",
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> XRPOConfig:
@@ -237,18 +255,20 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
         if default is None:
             return None
         raise XRPOConfigError(f"{CONFIG_ROOT}.{key} cannot be null. Its default is {default!r}.")
+    # Each message says what the value must be and gives the default as the fix.
+    fix = f"; the default is {default!r}." if default is not None else ", or null (the default)."
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be true or false.")
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be true or false{fix}")
     if isinstance(default, int) or f.type in ("int | None",):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a whole number.")
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a whole number{fix}")
     if isinstance(default, float):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a number.")
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a number{fix}")
     if isinstance(value, str):
         return value
-    raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a string.")
+    raise XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} must be a string{fix}")

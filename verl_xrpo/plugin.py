@@ -14,12 +14,10 @@ _log = logging.getLogger("verl_xrpo")
 
 try:
     from verl_xrpo.cpu.mode import activate as activate_cpu_mode
-    from verl_xrpo.cpu.preflight import refuse_broken_cpu_run
     from verl_xrpo.integration.estimator import register
     from verl_xrpo.integration.hydra_config import register_resolvers
 
-    if activate_cpu_mode():
-        refuse_broken_cpu_run()
+    activate_cpu_mode()
     register()
     register_resolvers()
     import verl_xrpo.integration.trainer  # noqa: F401  (registers trainer.v1.trainer_mode=xrpo)

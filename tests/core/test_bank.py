@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verl_xrpo.core.bank import BankFileError, ExemplarBank
+from verl_xrpo.core.bank import BankFileError, ExemplarBank, read_curated_pairs
 from verl_xrpo.core.retrieval import DenseRetriever
 
 QUESTIONS = [
@@ -143,6 +143,55 @@ def test_preload_errors_are_clear(tmp_path):
         ExemplarBank(max_size=5).preload(tmp_path / "rows.csv")
     with pytest.raises(FileNotFoundError):
         ExemplarBank(max_size=5).preload(tmp_path / "nope.parquet")
+
+
+BAD_ROWS = {
+    "null": (
+        [{"question": "q1", "solution": "s1"}, {"question": "q2", "solution": None}],
+        "row 2 .* solution=",
+    ),
+    "blank": (
+        [{"question": "q1", "solution": "s1"}, {"question": "  ", "solution": "s2"}],
+        "row 2 .* question='  '",
+    ),
+    "absent": ([{"question": "q1", "solution": "s1"}, {"question": "q2"}], "row 2 .* solution="),
+    "nested": ([{"question": "q1", "solution": ["a", "b"]}], r"row 1 .* solution=\['a', 'b'\]"),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "suffix"),
+    [
+        (case, suffix)
+        for case in BAD_ROWS
+        for suffix in (".jsonl", ".parquet")
+        if (case, suffix) != ("nested", ".parquet")
+    ],
+)
+def test_a_bad_curated_row_names_the_file_and_the_row(tmp_path, case, suffix):
+    rows, bad = BAD_ROWS[case]
+    path = tmp_path / f"curated{suffix}"
+    if suffix == ".parquet":
+        pd.DataFrame(rows).to_parquet(path)
+    else:
+        path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    bank = ExemplarBank(max_size=5)
+    with pytest.raises(BankFileError, match=bad) as raised:
+        bank.preload(path)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+    assert len(bank) == 0  # nothing of a refused file is kept
+
+
+def test_numbers_in_a_curated_file_are_text_and_an_empty_file_is_refused(tmp_path):
+    path = tmp_path / "curated.jsonl"
+    path.write_text(json.dumps({"question": "What is 6 times 7?", "solution": 42}) + "\n")
+    assert read_curated_pairs(path) == [("What is 6 times 7?", "42")]
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"question": pd.Series([], dtype=str), "solution": pd.Series([], dtype=str)}).to_parquet(
+        empty
+    )
+    with pytest.raises(BankFileError, match="has no rows"):
+        read_curated_pairs(empty)
 
 
 def hashed_bag_of_words(texts: list[str]) -> np.ndarray:

@@ -1,8 +1,11 @@
 """The README's main job, run for real: stock ``verl.trainer.main_ppo`` with XRPO on this machine.
 
 Two invocations of ``python -m recipe.xrpo.scale_model.train``: two training steps with a checkpoint after
-each, then a third step resumed from the last checkpoint. Everything runs: verl's FSDP actor, the
-vLLM rollout, TransferQueue, Ray; on a machine without an accelerator, through CPU mode.
+each, then a third step resumed from the last checkpoint. Then, in the same run folder, two more that
+are killed (SIGKILL of the process group): one while it writes a checkpoint, one in the middle of a
+step; the second one is also the rerun that must resume the last complete checkpoint. Everything runs:
+verl's FSDP actor, the vLLM rollout, TransferQueue, Ray; on a machine without an accelerator, through
+CPU mode.
 
 The run uses 16 prompts per step (the job's default is 8) so that three steps hold enough
 rollouts for seeding and sharpening to act with near certainty.
@@ -13,12 +16,25 @@ must do so before the suite's in-process cluster exists.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
+
+from verl_xrpo import preflight
+from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.integration.checkpoint import read_state, resumed_step_folder
+
+# The main job's settings are CPU mode's (one device, vLLM's CPU build); with an accelerator it is off.
+pytestmark = pytest.mark.cpu_mode
 
 PROMPTS = 16
 ROLLOUTS = 8  # the main job's rollout.n: GRPO's budget per prompt
@@ -43,11 +59,14 @@ XRPO_METRICS = [
     "timing_s/xrpo_retrieval",
     "timing_s/xrpo_advantage",
     "timing_s/xrpo_generation_phases",
+    "xrpo/faults/failed_prompts",
+    "xrpo/faults/missing_rollouts",
+    "xrpo/budget/rollouts_lost",
 ]
 
 
-def main_job(run_dir: Path, steps: int) -> subprocess.CompletedProcess:
-    command = [
+def main_job_command(run_dir: Path, steps: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "recipe.xrpo.scale_model.train",
@@ -56,7 +75,10 @@ def main_job(run_dir: Path, steps: int) -> subprocess.CompletedProcess:
         f"--prompts-per-step={PROMPTS}",
         "--save-freq=1",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+def main_job(run_dir: Path, steps: int) -> subprocess.CompletedProcess:
+    done = subprocess.run(main_job_command(run_dir, steps), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -103,6 +125,7 @@ def test_every_step_logs_sane_xrpo_metrics(two_steps):
             <= 1
         )
         assert 0 <= data["xrpo/sharpening/share_sharpened"] <= 1
+        assert data["xrpo/faults/failed_prompts"] == data["xrpo/budget/rollouts_lost"] == 0
         assert 0 <= data["critic/score/mean"] <= 1
         # verl trained on every rollout the planner drew: one prompt group per prompt
         assert data["global_seqlen/mean"] > 0
@@ -145,3 +168,146 @@ def test_seeding_and_sharpening_acted_over_the_run(resumed):
     assert any(
         d["xrpo/sharpening/share_sharpened"] > 0 and d["xrpo/sharpening/mean_bonus"] > 0 for d in every_step
     )
+
+
+# ---- crash and resume ----------------------------------------------------------------------------
+
+CHECKPOINT_TRACKER = "latest_checkpointed_iteration.txt"
+
+
+def launch(run_dir: Path, steps: int, output: Path) -> subprocess.Popen:
+    """The main job in a process group of its own, so that a kill reaches main_ppo too."""
+    with output.open("w") as sink:
+        return subprocess.Popen(
+            main_job_command(run_dir, steps), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_until(condition, child: subprocess.Popen, log: Path, what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert child.poll() is None, f"the job ended (code {child.returncode}) before {what}:\n{tail(log)}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s:\n{tail(log)}"
+        time.sleep(0.05)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
+
+
+def kill_job(child: subprocess.Popen) -> None:
+    """SIGKILL the job's process group, then any descendant outside it (Ray's daemons start their own
+    sessions); every process killed is one this test started, found by its id."""
+    family = [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]
+    os.killpg(child.pid, signal.SIGKILL)
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    _, alive = psutil.wait_procs(family, timeout=60)
+    child.wait(timeout=60)
+    assert not alive, f"still running after SIGKILL: {alive}"
+
+
+def metric_steps(run_dir: Path) -> dict[int, dict[str, float]]:
+    return steps_of(run_dir) if (run_dir / "metrics.jsonl").is_file() else {}
+
+
+@dataclass
+class Crashes:
+    run_dir: Path
+    bank_at_step_3: int
+    rollouts_by_step_3: int
+    half_written: list[str]  # what the killed save of step 4 had written
+    tracker_after_first_kill: str
+    rerun_log: str  # verl's log of the rerun
+    rerun_steps: dict[int, dict[str, float]]
+    tracker_after_second_kill: str
+
+
+@pytest.fixture(scope="module")
+def crashes(resumed, tmp_path_factory) -> Crashes:
+    run_dir, first_steps, _, third_step = resumed
+    checkpoints, log = run_dir / "checkpoints", run_dir / "train.log"
+    tracker = checkpoints / CHECKPOINT_TRACKER
+    assert tracker.read_text() == "3"
+    done_steps = {**first_steps, **third_step}
+    output = tmp_path_factory.mktemp("crash") / "stdout.txt"
+
+    # 1. Killed while writing the checkpoint of step 4: verl writes the dataloader's data.pt after
+    # XRPO's state and the actor, and only then the tracker. A FIFO in data.pt's place holds the
+    # save at exactly that point (opening it for writing blocks until a reader comes, and none does).
+    step_4 = checkpoints / "global_step_4"
+    step_4.mkdir()
+    os.mkfifo(step_4 / "data.pt")
+    child = launch(run_dir, steps=5, output=output)
+    wait_until(lambda: (step_4 / "xrpo" / "state.json").is_file(), child, log, "XRPO state of step 4")
+    time.sleep(2.0)  # the actor's save runs or has finished; the FIFO keeps the save from ending
+    kill_job(child)
+    half_written = sorted(p.name for p in step_4.iterdir())
+    tracker_after_first_kill = tracker.read_text()
+    (step_4 / "data.pt").unlink()  # the FIFO would hold the rerun's save of step 4 too
+
+    # 2. The rerun, killed in the middle of step 5, after the checkpoint of step 4.
+    log_start = log.stat().st_size
+    child = launch(run_dir, steps=5, output=output)
+    wait_until(lambda: 4 in metric_steps(run_dir), child, log, "step 4 in the metrics")
+    time.sleep(1.0)  # into step 5's generation, seconds before its checkpoint
+    kill_job(child)
+    with log.open(errors="replace") as handle:
+        handle.seek(log_start)
+        rerun_log = handle.read()
+    return Crashes(
+        run_dir,
+        bank_at_step_3=int(third_step[3]["xrpo/bank_size"]),
+        rollouts_by_step_3=round(
+            sum(d["xrpo/rollouts_per_prompt/mean"] * PROMPTS for d in done_steps.values())
+        ),
+        half_written=half_written,
+        tracker_after_first_kill=tracker_after_first_kill,
+        rerun_log=rerun_log,
+        rerun_steps=metric_steps(run_dir),
+        tracker_after_second_kill=tracker.read_text(),
+    )
+
+
+def test_a_kill_while_writing_a_checkpoint_leaves_the_last_complete_one_the_latest(crashes):
+    assert "xrpo" in crashes.half_written  # the kill came after XRPO's part of the save
+    assert crashes.tracker_after_first_kill == "3"
+
+
+def test_the_rerun_resumes_the_last_complete_checkpoint_with_its_bank_and_counters(crashes):
+    step_3 = crashes.run_dir / "checkpoints" / "global_step_3" / "xrpo"
+    restored = (
+        f"restored an exemplar bank of {crashes.bank_at_step_3} from {step_3} "
+        f"(step 3, {crashes.rollouts_by_step_3} rollouts drawn)"
+    )
+    assert restored in crashes.rerun_log  # not the half-written step 4, and not a fresh start
+    assert min(crashes.rerun_steps) == 4
+    assert crashes.rerun_steps[4]["xrpo/bank_size"] >= crashes.bank_at_step_3
+    step_4 = crashes.run_dir / "checkpoints" / "global_step_4"
+    assert (step_4 / "data.pt").is_file()  # the rerun wrote step 4's checkpoint whole
+    saved = read_state(step_4 / "xrpo", 4)
+    drawn_in_step_4 = crashes.rerun_steps[4]["xrpo/rollouts_per_prompt/mean"] * PROMPTS
+    assert saved.rollouts_drawn == crashes.rollouts_by_step_3 + drawn_in_step_4
+
+
+def test_a_kill_in_the_middle_of_a_step_keeps_the_checkpoint_before_it(crashes):
+    assert 5 not in crashes.rerun_steps and crashes.tracker_after_second_kill == "4"
+    checkpoints = crashes.run_dir / "checkpoints"
+    assert not (checkpoints / "global_step_5" / "xrpo" / "state.json").exists()
+    # what the next run resumes, found and read as the driver's preflight and the trainer do
+    config = compose_main_job(crashes.run_dir)
+    assert resumed_step_folder(config) == str(checkpoints / "global_step_4")
+    assert preflight.problems(config) == []
+    bank = ExemplarBank.load(checkpoints / "global_step_4" / "xrpo" / "exemplar_bank.json")
+    assert len(bank) == crashes.rerun_steps[4]["xrpo/bank_size"]
+
+
+def compose_main_job(run_dir: Path):
+    from hydra import compose, initialize_config_module
+
+    from recipe.xrpo.scale_model.train import RunPaths, ToyRun
+
+    run = ToyRun(RunPaths(run_dir), steps=5, prompts_per_step=PROMPTS, save_freq=1)
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        return compose(config_name="ppo_trainer", overrides=run.overrides())

@@ -5,10 +5,15 @@ Each prompt's ``extra_info`` carries a solve ``rate``; a rollout succeeds when a
 A prompt whose text differs from ``extra_info["question"]`` (seeded by XRPO with exemplars)
 succeeds at ``seeded_rate``.
 The response text names the session, so tests can tell rollouts apart.
+
+Faults, also from ``extra_info``: sessions listed in ``fail_sessions`` raise (verl marks the prompt
+"failure"), sessions in ``empty_sessions`` return no output (no trajectory, the prompt still
+"finished"), and ``hang: true`` never returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -21,13 +26,19 @@ def unit_hash(*parts: Any) -> float:
 
 
 class ScriptedAgentLoop(AgentLoopBase):
-    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput | list:
         messages = list(kwargs["raw_prompt"])
         question = messages[-1]["content"]
         info = kwargs.get("extra_info") or {}
         seeded = question != info.get("question", question)
         rate = float(info.get("seeded_rate", 1.0)) if seeded else float(info.get("rate", 0.5))
         session = int(kwargs["session_id"])
+        if info.get("hang"):
+            await asyncio.Event().wait()  # nothing ever sets it
+        if session in info.get("fail_sessions", ()):
+            raise RuntimeError(f"scripted failure of session {session}")
+        if session in info.get("empty_sessions", ()):
+            return []
         correct = unit_hash(info.get("name", question), session) < rate
         prompt_ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if not isinstance(prompt_ids, list):

@@ -8,6 +8,8 @@ seeding of all-fail prompts, and the bank learning from correct rollouts.
 
 from __future__ import annotations
 
+import logging
+import time
 import types
 
 import numpy as np
@@ -35,7 +37,8 @@ def manager(verl_config):
     )
 
 
-def prompt_batch(rates: list[float], step: int, names: list[str]):
+def prompt_batch(rates: list[float], step: int, names: list[str], faults: dict[int, dict] | None = None):
+    """``faults[i]`` adds the scripted agent loop's fault flags to prompt i (fail_sessions, ...)."""
     questions = [f"How many {name} are in the box after adding three more?" for name in names]
     batch = tu.get_tensordict(
         {
@@ -44,8 +47,8 @@ def prompt_batch(rates: list[float], step: int, names: list[str]):
             "index": np.arange(len(rates)),
             "extra_info": np.array(
                 [
-                    {"rate": r, "name": n, "seeded_rate": 1.0, "question": q}
-                    for r, n, q in zip(rates, names, questions, strict=True)
+                    {"rate": r, "name": n, "seeded_rate": 1.0, "question": q, **(faults or {}).get(i, {})}
+                    for i, (r, n, q) in enumerate(zip(rates, names, questions, strict=True))
                 ],
                 dtype=object,
             ),
@@ -61,11 +64,14 @@ def verl_submit(manager, step):
     return lambda batch: PPOTrainer._submit_batch_to_rollout(state, batch)
 
 
-def run_step(verl_config, manager, step, rates, names, bank, **xrpo):
+def run_step(verl_config, manager, step, rates, names, bank, faults=None, **xrpo):
     """One step's phases; ``xrpo`` overrides settings, e.g. ``seeding={"control_share": 0.5}``."""
     values = OmegaConf.to_container(verl_config.algorithm.xrpo)
-    for group, changes in xrpo.items():
-        values[group].update(changes)
+    for key, changes in xrpo.items():
+        if isinstance(changes, dict):
+            values[key].update(changes)
+        else:
+            values[key] = changes
     settings = XRPOConfig.from_mapping(values)
     planner = RolloutPlanner(settings.planning, ROLLOUT_N)
     tokenizer = manager_tokenizer(verl_config)
@@ -78,7 +84,7 @@ def run_step(verl_config, manager, step, rates, names, bank, **xrpo):
         submit=verl_submit(manager, step),
         poll_seconds=0.05,
     )
-    batch = prompt_batch(rates, step, names)
+    batch = prompt_batch(rates, step, names, faults)
     return batch, phases.run(batch, step=step)
 
 
@@ -242,3 +248,62 @@ def test_seedings_control_arm_draws_the_same_rollouts_without_exemplars(verl_con
     seeded = set(seeded_uids_of(batch, keys))
     assert 0 < len(seeded) < len(names)  # the control prompts were never sampled with exemplars
     tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_failed_generations_are_reported_and_the_step_goes_on(verl_config, manager, caplog):
+    """A session that raises, an agent loop without output, a prompt whose every session raises.
+
+    Their groups keep the rollouts that exist, they get no later phase, the other prompts get the
+    rest of the budget, and the metrics and the log say what was lost.
+    """
+    rates = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    names = [f"fault{i}" for i in range(len(rates))]
+    faults = {0: {"fail_sessions": [1]}, 1: {"empty_sessions": [0, 1, 2]}, 2: {"fail_sessions": [0, 1, 2]}}
+    with caplog.at_level(logging.WARNING, logger="verl_xrpo.integration.phases"):
+        batch, report = run_step(verl_config, manager, 6, rates, names, bank=None, faults=faults)
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(uids), step=6)  # verl's replay buffer takes the step as it is
+    sessions = {uid: sorted(xtq.split_key(k)[1] for k in keys if k.startswith(uid + "_")) for uid in uids}
+    assert sessions[uids[0]] == [0, 2]  # phase 1's surviving rollouts, and no later phase
+    assert sessions[uids[1]] == sessions[uids[2]] == []
+    m = report.metrics
+    assert (m["xrpo/faults/failed_prompts"], m["xrpo/faults/missing_rollouts"]) == (3, 1 + 3 + 3)
+    assert report.rollouts == len(keys) == len(uids) * ROLLOUT_N - 7
+    assert m["xrpo/budget/rollouts_lost"] == 7  # the healthy prompts took the failed ones' share
+    assert all(len(sessions[uid]) > 3 for uid in uids[3:])
+    assert m["xrpo/rollouts_per_prompt/min"] == 0
+    [warning] = [r.getMessage() for r in caplog.records if "generation failed" in r.getMessage()]
+    assert "step 6 phase 1: generation failed for 3 of 6 prompts" in warning
+    assert f"{uids[0]} 'How many fault0" in warning and "failure with 2 of 3 rollouts" in warning
+    assert "finished with 0 of 3 rollouts" in warning
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_a_step_where_every_generation_failed_is_an_error(verl_config, manager):
+    faults = {i: {"fail_sessions": [0, 1, 2]} for i in range(2)}
+    with pytest.raises(RuntimeError, match="step 7: none of the 2 prompts got a rollout"):
+        run_step(verl_config, manager, 7, [0.5, 0.5], ["dead0", "dead1"], bank=None, faults=faults)
+    tq.kv_clear(keys=[f"u7x{i}" for i in range(2)], partition_id="train")
+
+
+def test_a_hung_prompt_fails_the_step_naming_the_phase_and_the_prompt(verl_config, manager):
+    names = ["quick0", "stuck1", "quick2"]
+    started = time.monotonic()
+    with pytest.raises(xtq.PhaseTimeout) as raised:
+        run_step(
+            verl_config,
+            manager,
+            8,
+            [0.5] * 3,
+            names,
+            bank=None,
+            faults={1: {"hang": True}},
+            phase_timeout_seconds=2,
+        )
+    message = str(raised.value)
+    assert 2 <= time.monotonic() - started < 30
+    assert message.startswith("XRPO step 8 phase 1: 1 of 3 prompts still generating after 2 s")
+    assert "algorithm.xrpo.phase_timeout_seconds=2" in message
+    assert "u8x1 (running: 'How many stuck1 are in the box" in message and "u8x0" not in message
+    done = [k for k in tq.kv_list("train")["train"] if k.startswith(("u8x0_", "u8x2_"))]
+    tq.kv_clear(keys=[*done, "u8x0", "u8x1", "u8x2"], partition_id="train")

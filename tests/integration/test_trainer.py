@@ -16,8 +16,9 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from verl_xrpo.config import XRPOConfigError
 from verl_xrpo.core.advantage import compute_advantage
+from verl_xrpo.integration.checkpoint import STATE_FILE, XRPOCheckpointError
 from verl_xrpo.integration.request_keys import MANAGER_PATH
-from verl_xrpo.integration.trainer import STATE_FILE, XRPOTrainer
+from verl_xrpo.integration.trainer import XRPOTrainer
 
 from .conftest import ROLLOUT_N
 
@@ -136,11 +137,12 @@ def test_state_round_trips_through_a_checkpoint_folder(verl_config, tmp_path):
     assert json.loads((tmp_path / "xrpo" / STATE_FILE).read_text())["rollouts_drawn"] == 1234
 
     resumed = XRPOTrainer(trainer_config(verl_config))
+    resumed.global_steps = 7  # what verl's _load_checkpoint sets before XRPO's state is read
     resumed.validation_questions = ["a validation question?"]
     resumed.load_xrpo_state(str(tmp_path / "xrpo"))
     assert resumed.rollouts_drawn == 1234
     assert [e.question for e in resumed.bank] == ["What is 6 times 7?"]  # the leakage guard re-applied
-    with pytest.raises(FileNotFoundError, match="has no XRPO state"):
+    with pytest.raises(XRPOCheckpointError, match=r"elsewhere/state\.json is missing"):
         resumed.load_xrpo_state(str(tmp_path / "elsewhere"))
 
 

@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Literal
 
 import pandas as pd
 
+from verl_xrpo.core.files import write_text_atomically
 from verl_xrpo.core.retrieval import BM25Retriever, Retriever
 from verl_xrpo.core.text import normalize_question
 
@@ -151,10 +153,7 @@ class ExemplarBank:
             "max_size": self.max_size,
             "entries": [{"question": e.question, "response": e.response, "source": e.source} for e in self],
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False)
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(payload, ensure_ascii=False))
 
     @classmethod
     def load(
@@ -198,14 +197,46 @@ class ExemplarBank:
         self, path: str | os.PathLike, question_key: str = "question", solution_key: str = "solution"
     ) -> int:
         """Add curated rows from .parquet, .jsonl or .json (a list of objects); returns how many were kept."""
-        frame = read_rows(Path(path))
-        missing = [key for key in (question_key, solution_key) if key not in frame.columns]
-        if missing:
-            raise BankFileError(
-                f"{path} has no column {', '.join(map(repr, missing))}; its columns are {list(frame.columns)}"
-            )
-        pairs = zip(frame[question_key].astype(str), frame[solution_key].astype(str), strict=True)
-        return self.add_many(pairs, source="curated")
+        return self.add_many(read_curated_pairs(path, question_key, solution_key), source="curated")
+
+
+def read_curated_pairs(
+    path: str | os.PathLike, question_key: str = "question", solution_key: str = "solution"
+) -> list[tuple[str, str]]:
+    """The (question, solution) rows of a curated file; a row without usable text is refused by number.
+
+    Numbers are accepted as text (a JSON solution ``42``); null, NaN, blank text and nested values
+    are not: turned into strings they would become exemplars such as "None" or "nan".
+    """
+    frame = read_rows(Path(path))
+    missing = [key for key in (question_key, solution_key) if key not in frame.columns]
+    if missing:
+        raise BankFileError(
+            f"{path} has no column {', '.join(map(repr, missing))}; its columns are {list(frame.columns)}"
+        )
+    if frame.empty:
+        raise BankFileError(f"{path} has no rows; give it curated rows or drop seeding.preload_path")
+    pairs = []
+    columns = (question_key, solution_key)
+    for number, values in enumerate(zip(frame[question_key], frame[solution_key], strict=True), start=1):
+        texts = [_cell_text(value) for value in values]
+        for column, value, text in zip(columns, values, texts, strict=True):
+            if text is None:
+                raise BankFileError(
+                    f"{path}: row {number} (counting from 1) has {column}={value!r}; every row needs a "
+                    f"non-empty {question_key} and {solution_key}. Fix or remove that row."
+                )
+        pairs.append((texts[0], texts[1]))
+    return pairs
+
+
+def _cell_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value if value.strip() else None
+    # numbers.Real also covers numpy's scalars, which is what pandas hands out for numeric columns
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    return None
 
 
 def read_rows(path: Path) -> pd.DataFrame:

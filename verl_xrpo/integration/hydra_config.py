@@ -9,14 +9,19 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from verl_xrpo.core.files import write_text_atomically
+
 logger = logging.getLogger(__name__)
 
 # ppo_megatron_trainer.yaml (deprecated) includes ppo_trainer, so it gets the group through it.
 TRAINER_CONFIGS = ("ppo_trainer.yaml",)
 SELF_ENTRY = "  - _self_\n"
 # The settings group goes before _self_ (verl's own keys win); the trainer choice after it, so that
-# it replaces verl's default trainer_mode with one that follows algorithm.adv_estimator.
-XRPO_ENTRIES = "  - xrpo@algorithm.xrpo: xrpo\n" + SELF_ENTRY + "  - xrpo/select_trainer\n"
+# it replaces verl's default trainer_mode with one that follows algorithm.adv_estimator; then the
+# driver's preflight (a Hydra callback, verl_xrpo/preflight.py).
+XRPO_ENTRIES = (
+    "  - xrpo@algorithm.xrpo: xrpo\n" + SELF_ENTRY + "  - xrpo/select_trainer\n  - xrpo/preflight\n"
+)
 # verl_xrpo/conf/xrpo/cpu_mode.yaml, only in CPU mode (verl_xrpo.cpu.mode); after the trainer choice.
 CPU_MODE_ENTRY = "  - xrpo/cpu_mode\n"
 
@@ -70,7 +75,7 @@ def trainer_config_dir(cpu_mode: bool | None = None) -> Path | None:
     if not all((folder / name).is_file() for name in TRAINER_CONFIGS):
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in patched.items():
-            _write_atomically(folder / name, text)
+            write_text_atomically(folder / name, text)
     return folder
 
 
@@ -82,10 +87,3 @@ def _cache_root() -> Path:
         return root
     except OSError:  # a read-only home: fall back to the temp folder
         return Path(tempfile.gettempdir()) / f"verl_xrpo-{os.getuid()}"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -54,6 +54,19 @@ class PromptRecord:
     # Rollouts of the first later phase (phase 2), where seeding's own share is drawn.
     phase2_sessions: int = 0
     phase2_correct: int = 0
+    # Rollouts asked for and not generated (a failed session, an agent loop without output).
+    missing: int = 0
+    # A phase of this prompt failed (status "failure" or missing rollouts): it gets no more
+    # rollouts this step, since a failure that repeats (a reward that raises, a broken row) would
+    # take budget in every phase; its group keeps the rollouts that exist.
+    failed: bool = False
+
+    def snippet(self) -> str:
+        """The start of the question, quoted, for logs and errors."""
+        return repr(" ".join(self.question.split())[:60])
+
+    def label(self) -> str:
+        return f"{self.uid} {self.snippet()}"
 
 
 @dataclass
@@ -90,9 +103,11 @@ class PhasedRollout:
         uids = [str(u) for u in batch["uid"]]
         raw = batch["raw_prompt"]
         records = [PromptRecord(uid, list(raw[i]), question_text(raw[i])) for i, uid in enumerate(uids)]
+        # Sessions asked for so far, per prompt: the next phase numbers its sessions from here, so a
+        # failed session's id is never reused.
         counts = self.planner.base_counts(len(uids))
         self._run_phase(
-            batch, records, np.arange(len(uids)), counts, np.zeros_like(counts), {}, timing, label="phase 1"
+            batch, records, np.arange(len(uids)), counts, np.zeros_like(counts), {}, timing, step, phase=1
         )
         zero_variance_before = _zero_variance_share(records)
         budgets = self.planner.phase_budgets(len(uids))
@@ -103,15 +118,8 @@ class PhasedRollout:
         for phase, budget in enumerate(budgets, start=2):
             held = reserved if phase == 2 else np.zeros_like(reserved)
             start = time.perf_counter()
-            plan = self.planner.plan_phase(
-                [r.correct for r in records],
-                budget - int(held.sum()),
-                step=step,
-                rollouts_drawn=rollouts_drawn + int(counts.sum()),
-                reserved=held,
-            )
+            extra = self._plan(records, budget, held, step, rollouts_drawn)
             timing["planning"] += time.perf_counter() - start
-            extra = plan.extra + held
             rows = np.flatnonzero(extra)
             if len(rows) == 0:
                 continue
@@ -119,24 +127,57 @@ class PhasedRollout:
             seeded = first_seeded if phase == 2 else self._seeded_messages(records, rows)
             seeded = {row: m for row, m in seeded.items() if extra[row] > 0}
             timing["retrieval"] += time.perf_counter() - start
-            self._run_phase(
-                batch, records, rows, extra[rows], counts[rows], seeded, timing, label=f"phase {phase}"
-            )
+            self._run_phase(batch, records, rows, extra[rows], counts[rows], seeded, timing, step, phase)
             counts = counts + extra
             phases_run += 1
+        generated = sum(len(r.correct) for r in records)
+        if generated == 0:
+            raise RuntimeError(
+                f"XRPO step {step}: none of the {len(records)} prompts got a rollout, every generation "
+                f"failed; the rollout workers' log has the errors."
+            )
         metrics = step_metrics(records)
         metrics.update(
             {
                 "xrpo/phases_run": float(phases_run),
                 "xrpo/zero_variance_share/before_planning": zero_variance_before,
                 "xrpo/budget/seeding_share": float(reserved.sum()),
+                # What faults cost the step: its budget (GRPO's) less the rollouts that exist.
+                "xrpo/budget/rollouts_lost": float(self.planner.step_budget(len(records)) - generated),
                 "xrpo/bank_size": float(len(self.bank)) if self.bank is not None else 0.0,
                 "timing_s/xrpo_planning": timing["planning"],
                 "timing_s/xrpo_retrieval": timing["retrieval"],
                 "timing_s/xrpo_generation_phases": timing["generation"],
             }
         )
-        return StepReport(metrics=metrics, rollouts=int(counts.sum()))
+        return StepReport(metrics=metrics, rollouts=generated)
+
+    def _plan(
+        self, records: list[PromptRecord], budget: int, held: np.ndarray, step: int, rollouts_drawn: int
+    ) -> np.ndarray:
+        """One later phase's rollouts per prompt: seeding's ``held`` share plus the planner's grants.
+
+        Prompts whose generation failed are left out. Their share goes to the others, up to the
+        per-prompt cap; what does not fit is lost (``xrpo/budget/rollouts_lost``).
+        """
+        healthy = np.array([not r.failed for r in records])
+        extra = np.where(healthy, held, 0)
+        rows = np.flatnonzero(healthy)
+        if len(rows) == 0:
+            return extra
+        rewards = [records[row].correct for row in rows]
+        room = sum(
+            max(self.planner.n_max - len(r) - int(h), 0) for r, h in zip(rewards, extra[rows], strict=True)
+        )
+        plan = self.planner.plan_phase(
+            rewards,
+            min(budget - int(extra.sum()), room),
+            step=step,
+            rollouts_drawn=rollouts_drawn + sum(len(r.correct) for r in records),
+            reserved=extra[rows],
+        )
+        extra[rows] += plan.extra
+        return extra
 
     def _seeding_share(
         self, records: list[PromptRecord], budgets: list[int], step: int
@@ -176,7 +217,12 @@ class PhasedRollout:
         failing = [
             int(row)
             for row in rows
-            if records[row].correct and not any(records[row].correct) and not records[row].control
+            if records[row].correct
+            and not any(records[row].correct)
+            and not records[row].control
+            and not records[row].failed
+            # a question to match and to solve: an empty prompt is never a retrieval query
+            and records[row].question.strip()
         ]
         if not failing:
             return {}
@@ -203,8 +249,10 @@ class PhasedRollout:
         offsets: np.ndarray,
         seeded: dict[int, list[dict]],
         timing: dict[str, float],
-        label: str,
+        step: int,
+        phase: int,
     ) -> None:
+        label = f"step {step} phase {phase}"
         # Always a copy, even when the phase covers every prompt: the fields set below (counts,
         # offsets, seeded prompts) belong to this phase and must not leak into the step's batch.
         sub = tu.index_select_tensor_dict(batch, rows.tolist())
@@ -216,7 +264,13 @@ class PhasedRollout:
         start = time.perf_counter()
         self.submit(sub)
         phase_uids = [records[row].uid for row in rows]
-        xtq.wait_for_prompts(phase_uids, poll_seconds=self.poll_seconds, label=label)
+        status = xtq.wait_for_prompts(
+            phase_uids,
+            self.settings.phase_timeout_seconds,
+            poll_seconds=self.poll_seconds,
+            label=label,
+            names={records[row].uid: records[row].snippet() for row in rows},
+        )
         timing["generation"] += time.perf_counter() - start
         first_new = {records[row].uid: int(offset) for row, offset in zip(rows, offsets, strict=True)}
         keys = xtq.trajectory_keys(phase_uids, min_session=first_new)
@@ -230,7 +284,7 @@ class PhasedRollout:
         for traj in trajectories:
             record = by_uid[traj.uid]
             record.correct.append(float(traj.correct))
-            if label == "phase 2":
+            if phase == 2:
                 record.phase2_sessions += 1
                 record.phase2_correct += int(traj.correct)
             if traj.uid in seeded_uids:
@@ -240,9 +294,38 @@ class PhasedRollout:
             for traj in trajectories:
                 if traj.correct:
                     self.bank.add(by_uid[traj.uid].question, self.decode(traj.response_ids))
+        self._note_faults(records, rows, extra, keys, status, label)
         logger.info(
             "XRPO %s: %d prompts (%d seeded), %d rollouts", label, len(rows), len(seeded), len(trajectories)
         )
+
+    @staticmethod
+    def _note_faults(
+        records: list[PromptRecord],
+        rows: np.ndarray,
+        asked: np.ndarray,
+        keys: dict[str, list[str]],
+        status: dict[str, str],
+        label: str,
+    ) -> None:
+        """Mark the prompts whose generation failed in this phase, and say so in the log."""
+        faults = []
+        for row, wanted in zip(rows, asked, strict=True):
+            record = records[row]
+            got = len({xtq.split_key(key)[1] for key in keys[record.uid]})  # sessions, not outputs
+            if status[record.uid] == xtq.FAILURE or got < wanted:
+                record.failed = True
+                record.missing += int(wanted) - got
+                faults.append(f"{record.label()} {status[record.uid]} with {got} of {wanted} rollouts")
+        if faults:
+            logger.warning(
+                "XRPO %s: generation failed for %d of %d prompts (%s); their groups keep the rollouts "
+                "that exist and get no more this step",
+                label,
+                len(faults),
+                len(rows),
+                "; ".join(faults[: xtq.SHOWN_PROMPTS]) + (" ..." if len(faults) > xtq.SHOWN_PROMPTS else ""),
+            )
 
 
 def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
@@ -272,6 +355,8 @@ def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
         "xrpo/seeding/treated_successes": float(sum(r.phase2_correct for r in treated)),
         "xrpo/seeding/control_rollouts": float(sum(r.phase2_sessions for r in control)),
         "xrpo/seeding/control_successes": float(sum(r.phase2_correct for r in control)),
+        "xrpo/faults/failed_prompts": float(sum(r.failed for r in records)),
+        "xrpo/faults/missing_rollouts": float(sum(r.missing for r in records)),
     }
 
 

@@ -7,14 +7,17 @@ Registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config select
   samples, while the rollout replicas are awake; ``on_sample_end`` sleeps them afterwards).
 - ``_compute_advantage`` wraps verl's own advantage step, handing the estimator the step's
   ``old_log_probs`` read from TransferQueue for the same keys, in the same order.
-- ``_save_checkpoint`` / ``_load_checkpoint`` also save and restore the exemplar bank, inside
-  verl's ``global_step_N`` folder, written before verl marks the checkpoint as the latest.
+- ``_save_checkpoint`` / ``_load_checkpoint`` also save and restore the exemplar bank and the
+  rollout count, inside verl's ``global_step_N`` folder, written before verl marks the checkpoint
+  as the latest (``integration/checkpoint.py``).
+- ``__init__`` runs the same config checks as the driver's preflight (``integration/checks.py``);
+  ``_init_dataloader`` refuses training rows the planner would misread (``data_checks.py``) and
+  bars validation questions from the bank.
 - ``trainer_mode`` is reported to verl as "sync": verl branches on that literal name.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -28,61 +31,30 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.debug import marked_timer
 
-from verl_xrpo.config import XRPOConfig, XRPOConfigError
+from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.advantage import AdvantageResult
-from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.core.bank import BankFileError, ExemplarBank
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.retrieval import make_retriever
-from verl_xrpo.integration.estimator import ESTIMATOR_NAME, sampling_log_probs, xrpo_settings
+from verl_xrpo.integration.checkpoint import (
+    BANK_FILE,
+    RESUME_FIX,
+    STATE_FOLDER,
+    XRPOCheckpointError,
+    read_state,
+    resumed_step_folder,
+    save_state,
+    step_of,
+)
+from verl_xrpo.integration.checks import check_run
+from verl_xrpo.integration.data_checks import check_training_rows
+from verl_xrpo.integration.estimator import sampling_log_probs
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
 from verl_xrpo.integration.phases import PhasedRollout, question_text
 from verl_xrpo.integration.request_keys import MANAGER_PATH
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
-
-STATE_FOLDER = "xrpo"  # inside verl's global_step_N checkpoint folder
-BANK_FILE = "exemplar_bank.json"
-STATE_FILE = "state.json"
-
-
-def check_supported(config: DictConfig, settings: XRPOConfig) -> None:
-    """verl settings XRPO cannot run with, refused before any worker or model is started."""
-    estimator = config.algorithm.adv_estimator
-    if estimator != ESTIMATOR_NAME:
-        raise XRPOConfigError(
-            f"trainer.v1.trainer_mode={TRAINER_MODE} needs algorithm.adv_estimator={ESTIMATOR_NAME}, "
-            f"got {estimator!r}. Drop the trainer_mode override to run {estimator} with verl's trainer."
-        )
-    reward_model = config.reward.reward_model
-    if reward_model.enable and not reward_model.enable_resource_pool:
-        raise XRPOConfigError(
-            "XRPO plans rollouts from rewards computed while generating, which verl does only for rule-based "
-            "rewards or a reward model in its own pool. Set reward.reward_model.enable_resource_pool=true."
-        )
-    filter_groups = config.algorithm.get("filter_groups") or {}
-    if filter_groups.get("enable", False):
-        raise XRPOConfigError(
-            "algorithm.filter_groups.enable=true (DAPO dynamic sampling) and XRPO both decide which rollouts "
-            "are "
-            "drawn; use one of them."
-        )
-    if config.trainer.v1.sampler.get("sync_refill_failed_groups", False):
-        raise XRPOConfigError("trainer.v1.sampler.sync_refill_failed_groups=true is not supported with XRPO.")
-    manager = config.actor_rollout_ref.rollout.get("agent", {}).get("agent_loop_manager_class")
-    if manager not in (None, MANAGER_PATH):
-        raise XRPOConfigError(
-            f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager!r}: XRPO needs its own "
-            f"manager ({MANAGER_PATH}), which gives later phases their own session ids. Remove the override."
-        )
-    if (
-        settings.seeding.enable
-        and settings.seeding.preload_path
-        and not os.path.exists(settings.seeding.preload_path)
-    ):
-        raise XRPOConfigError(
-            f"algorithm.xrpo.seeding.preload_path={settings.seeding.preload_path!r} does not exist."
-        )
 
 
 def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) -> str:
@@ -118,9 +90,10 @@ def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) 
 @register_trainer(TRAINER_MODE)
 class XRPOTrainer(PPOTrainerSync):
     def __init__(self, config: DictConfig):
-        self.xrpo = xrpo_settings(config.algorithm)
-        check_supported(config, self.xrpo)
-        self.planner = RolloutPlanner(self.xrpo.planning, config.actor_rollout_ref.rollout.n)
+        # The driver's preflight ran the same checks before Ray started; a trainer built any other
+        # way (or a config changed since) is checked here, before any worker starts.
+        checked = check_run(config)
+        self.xrpo, self.planner = checked.settings, checked.planner
         self.bank = self._new_bank() if self.xrpo.seeding.enable else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
@@ -147,6 +120,16 @@ class XRPOTrainer(PPOTrainerSync):
 
     def _init_dataloader(self):
         super()._init_dataloader()
+        checked = check_training_rows(
+            self.train_dataset,
+            self.config.data,
+            self.tokenizer if self.processor is None else None,
+            rollout_prompt_length=int(self.config.actor_rollout_ref.rollout.prompt_length),
+            rule_based_reward=not self.config.reward.reward_model.enable,
+        )
+        logger.info(
+            "XRPO: %d training rows have a question, a ground truth and a length it can plan", checked
+        )
         if self.bank is not None:
             prompt_key = self.config.data.get("prompt_key", "prompt")
             self.validation_questions = dataset_questions(self.val_dataset, prompt_key)
@@ -199,8 +182,8 @@ class XRPOTrainer(PPOTrainerSync):
     # ---- checkpoints --------------------------------------------------------------------------
 
     def _save_checkpoint(self):
-        # Written before verl records this step as the latest checkpoint, so that never points
-        # at a checkpoint without XRPO's state.
+        # Written before verl records this step as the latest checkpoint, so the tracker never
+        # points at a checkpoint without XRPO's state (see integration/checkpoint.py).
         step_folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         self.save_xrpo_state(os.path.join(step_folder, STATE_FOLDER))
         super()._save_checkpoint()
@@ -208,42 +191,44 @@ class XRPOTrainer(PPOTrainerSync):
     def _load_checkpoint(self):
         super()._load_checkpoint()
         if self.global_steps > 0:
-            step_folder = resumed_step_folder(self.config, self.global_steps)
+            step_folder = resumed_step_folder(self.config)
+            if step_folder is None or step_of(step_folder) != self.global_steps:
+                raise RuntimeError(
+                    f"XRPO: verl resumed step {self.global_steps} but XRPO finds checkpoint {step_folder}; "
+                    f"verl's way of finding the latest checkpoint has changed."
+                )
             self.load_xrpo_state(os.path.join(step_folder, STATE_FOLDER))
 
     def save_xrpo_state(self, folder: str) -> None:
-        os.makedirs(folder, exist_ok=True)
-        if self.bank is not None:
-            self.bank.save(os.path.join(folder, BANK_FILE))
-        with open(os.path.join(folder, STATE_FILE), "w") as handle:
-            json.dump({"rollouts_drawn": self.rollouts_drawn, "global_steps": self.global_steps}, handle)
+        save_state(folder, self.global_steps, self.rollouts_drawn, self.bank)
 
     def load_xrpo_state(self, folder: str) -> None:
-        state_path = os.path.join(folder, STATE_FILE)
-        if not os.path.exists(state_path):
-            raise FileNotFoundError(
-                f"XRPO: the checkpoint being resumed has no XRPO state ({state_path}); it was not "
-                f"written by an XRPO run. Resume it with the estimator it was trained with, or start "
-                f"fresh (trainer.resume_mode=disable)."
-            )
-        with open(state_path) as handle:
-            self.rollouts_drawn = int(json.load(handle)["rollouts_drawn"])
-        if self.bank is not None:
-            seeding = self.xrpo.seeding
+        saved = read_state(folder, self.global_steps)
+        self.rollouts_drawn = saved.rollouts_drawn
+        if self.bank is None:
+            return
+        if saved.bank_sha256 is None:
+            logger.info("XRPO: the checkpoint in %s was saved with seeding off; the bank starts anew", folder)
+            return
+        seeding = self.xrpo.seeding
+        bank_path = os.path.join(folder, BANK_FILE)
+        try:
             self.bank = ExemplarBank.load(
-                os.path.join(folder, BANK_FILE),
+                bank_path,
                 retriever=make_retriever(seeding),
                 min_score=seeding.min_score,
                 blocked_questions=self.validation_questions,
                 max_size=seeding.bank_size,
             )
-            logger.info("XRPO: restored an exemplar bank of %d from %s", len(self.bank), folder)
-
-
-def resumed_step_folder(config: DictConfig, global_steps: int) -> str:
-    if config.trainer.resume_mode == "resume_path":
-        return os.path.abspath(config.trainer.resume_from_path)
-    return os.path.join(os.path.abspath(config.trainer.default_local_dir), f"global_step_{global_steps}")
+        except (OSError, BankFileError) as error:
+            raise XRPOCheckpointError(f"XRPO cannot resume: {error}; {RESUME_FIX}.") from error
+        logger.info(
+            "XRPO: restored an exemplar bank of %d from %s (step %d, %d rollouts drawn)",
+            len(self.bank),
+            folder,
+            saved.global_steps,
+            saved.rollouts_drawn,
+        )
 
 
 def dataset_questions(dataset: Any, prompt_key: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import transfer_queue as tq
@@ -19,6 +19,8 @@ import transfer_queue as tq
 logger = logging.getLogger(__name__)
 
 DONE = ("finished", "failure")
+FAILURE = "failure"
+SHOWN_PROMPTS = 5  # prompts named in a message; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -36,24 +38,47 @@ def split_key(key: str) -> tuple[str, int, int]:
     return uid, int(session_id), int(index)
 
 
+class PhaseTimeout(RuntimeError):
+    """A phase's prompts were not all done in time; the message names the phase and those prompts."""
+
+
 def wait_for_prompts(
     uids: Sequence[str],
+    timeout_seconds: float,
     partition_id: str = "train",
     poll_seconds: float = 0.2,
     progress_seconds: float = 60.0,
     label: str = "",
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Block until every prompt has a finished or failed status; returns the statuses."""
+    """Block until every prompt has a finished or failed status; returns each prompt's status.
+
+    Raises ``PhaseTimeout`` after ``timeout_seconds`` (``algorithm.xrpo.phase_timeout_seconds``),
+    naming the prompts still pending or running (``names`` gives each uid a readable label).
+    """
     wanted = set(uids)
     started = last_report = time.monotonic()
     while True:
         tags = (tq.kv_list(partition_id) or {}).get(partition_id, {})
         status = {uid: tags.get(uid, {}).get("status", "missing") for uid in wanted}
-        done = sum(s in DONE for s in status.values())
-        if done == len(wanted):
+        pending = [uid for uid in uids if status[uid] not in DONE]
+        if not pending:
             return status
         now = time.monotonic()
+        if now - started >= timeout_seconds:
+            shown = [
+                f"{uid} ({status[uid]}{': ' + names[uid] if names and uid in names else ''})"
+                for uid in pending
+            ]
+            more = f" and {len(shown) - SHOWN_PROMPTS} more" if len(shown) > SHOWN_PROMPTS else ""
+            raise PhaseTimeout(
+                f"XRPO {label}: {len(pending)} of {len(wanted)} prompts still generating after "
+                f"{now - started:.0f} s (algorithm.xrpo.phase_timeout_seconds={timeout_seconds:g}): "
+                f"{'; '.join(shown[:SHOWN_PROMPTS])}{more}. The rollout workers' log says why; raise the "
+                f"limit if their generations are just slow."
+            )
         if now - last_report >= progress_seconds:
+            done = len(wanted) - len(pending)
             logger.info("XRPO %s: %d/%d prompts done after %.0f s", label, done, len(wanted), now - started)
             last_report = now
         time.sleep(poll_seconds)

@@ -1,0 +1,135 @@
+"""Every check of a run's config that XRPO needs, in one place.
+
+``check_run`` runs twice on the same composed config: in the Hydra driver before Ray starts
+(``verl_xrpo.preflight``), so that a mistake stops ``main_ppo`` within seconds with one line, and
+in XRPO's trainer, which is what any other way of starting XRPO goes through. Each failure is an
+``XRPOConfigError`` whose message names the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from verl_xrpo.config import XRPOConfig, XRPOConfigError
+from verl_xrpo.core.bank import BankFileError, read_curated_pairs
+from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.integration.estimator import ESTIMATOR_NAME, xrpo_settings
+from verl_xrpo.integration.hydra_config import TRAINER_MODE
+from verl_xrpo.integration.request_keys import MANAGER_PATH
+
+
+@dataclass(frozen=True)
+class CheckedRun:
+    """What the checks built on the way, so the trainer does not build it twice."""
+
+    settings: XRPOConfig
+    planner: RolloutPlanner
+
+
+def is_xrpo_run(config: Any) -> bool:
+    """True when the config asks for XRPO, through the estimator or the trainer."""
+    trainer_mode = config.trainer.get("v1", {}).get("trainer_mode")
+    return config.algorithm.adv_estimator == ESTIMATOR_NAME or trainer_mode == TRAINER_MODE
+
+
+def check_run(config: Any) -> CheckedRun:
+    """Check an XRPO run's config (verl's DictConfig); raises ``XRPOConfigError`` on the first problem."""
+    check_trainer_choice(config)
+    settings = xrpo_settings(config.algorithm)
+    rollout = config.actor_rollout_ref.rollout
+    rollout_n = verl_int(rollout.n, "actor_rollout_ref.rollout.n", minimum=1)
+    # The planner's own checks: n_base and n_max against rollout.n, one phase with room left over.
+    planner = RolloutPlanner(settings.planning, rollout_n)
+    verl_int(rollout.prompt_length, "actor_rollout_ref.rollout.prompt_length", minimum=1)
+    check_verl_settings(config)
+    check_seeding_inputs(settings)
+    return CheckedRun(settings, planner)
+
+
+def check_trainer_choice(config: Any) -> None:
+    """XRPO's phases exist only in XRPO's trainer: any other trainer would train plain GRPO."""
+    estimator = config.algorithm.adv_estimator
+    trainer_mode = config.trainer.v1.trainer_mode
+    if trainer_mode == TRAINER_MODE and estimator != ESTIMATOR_NAME:
+        raise XRPOConfigError(
+            f"trainer.v1.trainer_mode={TRAINER_MODE} needs algorithm.adv_estimator={ESTIMATOR_NAME}, "
+            f"got {estimator!r}. Drop the trainer_mode override to run {estimator} with verl's trainer."
+        )
+    if not config.trainer.use_v1:
+        raise XRPOConfigError(
+            f"trainer.use_v1={config.trainer.use_v1} runs verl's legacy trainer, which has none of XRPO's "
+            f"rollout phases: set trainer.use_v1=true (verl's default) to train with "
+            f"algorithm.adv_estimator={ESTIMATOR_NAME}."
+        )
+    if trainer_mode != TRAINER_MODE:
+        raise XRPOConfigError(
+            f"trainer.v1.trainer_mode={trainer_mode!r} runs verl's own trainer, which has none of XRPO's "
+            f"rollout phases: drop the override (with algorithm.adv_estimator={ESTIMATOR_NAME} it selects "
+            f"XRPO's trainer, {TRAINER_MODE!r})."
+        )
+
+
+def check_verl_settings(config: Any) -> None:
+    """verl settings XRPO cannot run with."""
+    reward_model = config.reward.reward_model
+    if reward_model.enable and not reward_model.enable_resource_pool:
+        raise XRPOConfigError(
+            "reward.reward_model.enable_resource_pool=false: XRPO plans rollouts from rewards computed while "
+            "generating, which verl does only for rule-based rewards or a reward model in its own pool. "
+            "Set reward.reward_model.enable_resource_pool=true."
+        )
+    filter_groups = config.algorithm.get("filter_groups") or {}
+    if filter_groups.get("enable", False):
+        raise XRPOConfigError(
+            "algorithm.filter_groups.enable=true (DAPO dynamic sampling) and XRPO both decide which rollouts "
+            "are drawn; set it to false, or use another algorithm.adv_estimator."
+        )
+    if config.trainer.v1.sampler.get("sync_refill_failed_groups", False):
+        raise XRPOConfigError(
+            "trainer.v1.sampler.sync_refill_failed_groups=true would refill failed prompts outside XRPO's "
+            "budget; set it to false (XRPO reports failed prompts in xrpo/faults/*)."
+        )
+    manager = config.actor_rollout_ref.rollout.get("agent", {}).get("agent_loop_manager_class")
+    if manager not in (None, MANAGER_PATH):
+        raise XRPOConfigError(
+            f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager!r}: XRPO needs its own "
+            f"manager ({MANAGER_PATH}), which gives later phases their own session ids. Remove the override."
+        )
+
+
+def check_seeding_inputs(settings: XRPOConfig) -> None:
+    """Files and optional packages seeding will read, checked before any worker starts."""
+    seeding = settings.seeding
+    if not seeding.enable:
+        return
+    if seeding.preload_path:
+        if not os.path.isfile(seeding.preload_path):
+            raise XRPOConfigError(
+                f"algorithm.xrpo.seeding.preload_path={seeding.preload_path!r} is not a file: name a curated "
+                f".parquet, .jsonl or .json file, or set it to null."
+            )
+        try:
+            read_curated_pairs(seeding.preload_path)
+        except (OSError, BankFileError) as error:
+            raise XRPOConfigError(f"algorithm.xrpo.seeding.preload_path: {error}") from error
+    if seeding.retriever == "dense":
+        if importlib.util.find_spec("sentence_transformers") is None:
+            raise XRPOConfigError(
+                "algorithm.xrpo.seeding.retriever='dense' needs sentence-transformers, which is not "
+                "installed: pip install 'verl-xrpo[dense]', or use retriever=bm25."
+            )
+        if not os.path.isdir(str(seeding.embedding_model)):
+            raise XRPOConfigError(
+                f"algorithm.xrpo.seeding.embedding_model={seeding.embedding_model!r} is not a folder: name "
+                f"a local sentence-transformers model folder, or use retriever=bm25."
+            )
+
+
+def verl_int(value: Any, key: str, minimum: int) -> int:
+    """A verl setting XRPO computes with, as an int (a mistyped value would fail much later)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise XRPOConfigError(f"{key}={value!r} must be a whole number of at least {minimum}.")
+    return value
