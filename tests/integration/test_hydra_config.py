@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import verl  # noqa: F401  (decides CPU mode at import, not later inside a test that clears VERL_PLATFORM)
 import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.plugins import Plugins
