@@ -12,13 +12,14 @@
 #
 #   bash scripts/gpu_smoke.sh
 #   MODEL_PATH=/models/Qwen3-1.7B bash scripts/gpu_smoke.sh
-#   MODEL=qwen2.5-7b-instruct MODEL_PATH=/models/Qwen2.5-7B-Instruct DATA_DIR=~/data/xrpo_math \
-#       bash scripts/gpu_smoke.sh
+#   MODEL_PATH=/models/Qwen2.5-7B-Instruct DATA_DIR=~/data/xrpo_math \
+#       bash scripts/gpu_smoke.sh preset=qwen2_5_7b_instruct
 #
-# The presets run one step at one-GPU sizes (the defaults below; any of those variables set in the
-# environment wins) without validation or checkpoints. They train on the scale model's arithmetic
-# prompts with its reward, unless DATA_DIR, TRAIN_FILES or VAL_FILES is set: then common.sh reads
-# the data as for a real run. CUDA_VISIBLE_DEVICES picks the GPU. PYTHON is the interpreter
+# The presets run one step at one-GPU sizes (the overrides below) without validation or checkpoints.
+# Arguments are Hydra overrides for the preset runs, applied after those sizes (so they win) and
+# before what the checks rely on. They train on the scale model's arithmetic prompts with its
+# reward, unless DATA_DIR, TRAIN_FILES or VAL_FILES is set: then common.sh reads the data as for a
+# real run. NGPUS (default 1 here) and CUDA_VISIBLE_DEVICES pick the GPUs. PYTHON is the interpreter
 # (common.sh's default, python3). tests/test_gpu_smoke.py runs this script on a CPU machine with
 # stand-ins for nvidia-smi and $PYTHON.
 set -euo pipefail
@@ -63,21 +64,23 @@ if [[ -z "${MODEL_PATH:-}" ]]; then
     echo "skip  presets: they need a model folder and none was given" \
         "(MODEL_PATH=/path/to/Qwen3-1.7B bash scripts/gpu_smoke.sh runs one step of each)"
 else
+    : "${NGPUS:=1}"
+    export MODEL_PATH NGPUS
     # one-GPU sizes: small batch and responses, rollout on the one GPU, weights offloaded between uses
-    : "${NGPUS:=1}" "${ROLLOUT_TP:=1}" "${TRAIN_BATCH_SIZE:=8}" "${PPO_MINI_BATCH_SIZE:=8}"
-    : "${MAX_RESPONSE_LENGTH:=1024}" "${ROLLOUT_GPU_MEM_UTIL:=0.5}"
-    : "${ACTOR_PARAM_OFFLOAD:=True}" "${ACTOR_OPTIMIZER_OFFLOAD:=True}" "${REF_PARAM_OFFLOAD:=True}"
-    export MODEL_PATH NGPUS ROLLOUT_TP TRAIN_BATCH_SIZE PPO_MINI_BATCH_SIZE MAX_RESPONSE_LENGTH \
-        ROLLOUT_GPU_MEM_UTIL ACTOR_PARAM_OFFLOAD ACTOR_OPTIMIZER_OFFLOAD REF_PARAM_OFFLOAD
-    # what the checks rely on, whatever the environment says: one step, no validation, nothing
+    sizes=(actor_rollout_ref.rollout.tensor_model_parallel_size=1 data.train_batch_size=8
+        actor_rollout_ref.actor.ppo_mini_batch_size=8 data.max_response_length=1024
+        actor_rollout_ref.rollout.gpu_memory_utilization=0.5
+        actor_rollout_ref.actor.fsdp_config.param_offload=True
+        actor_rollout_ref.actor.fsdp_config.optimizer_offload=True
+        actor_rollout_ref.ref.fsdp_config.param_offload=True)
+    # what the checks rely on, whatever the arguments say: one step, no validation, nothing
     # resumed from or saved to a real run's checkpoints, metrics in a file
-    export TOTAL_TRAINING_STEPS=1 VAL_BEFORE_TRAIN=False TEST_FREQ=-1 SAVE_FREQ=-1 DRY_RUN=0 \
-        CKPT_ROOT="$work/checkpoints" PROJECT=xrpo-gpu-smoke LOGGER='["console","file"]'
-    unset EXPERIMENT_NAME
-    extra=()
+    export DRY_RUN=0 CKPT_ROOT="$work/checkpoints"
+    fixed=(trainer.total_training_steps=1 trainer.val_before_train=False trainer.test_freq=-1
+        trainer.save_freq=-1 trainer.project_name=xrpo-gpu-smoke 'trainer.logger=["console","file"]')
     if [[ -z "${DATA_DIR:-}${TRAIN_FILES:-}${VAL_FILES:-}" ]]; then
         export TRAIN_FILES="$run_dir/data/train.parquet" VAL_FILES="$run_dir/data/val.parquet"
-        extra=(reward.custom_reward_function.path="$repo/recipe/xrpo/scale_model/reward.py"
+        fixed+=(reward.custom_reward_function.path="$repo/recipe/xrpo/scale_model/reward.py"
             reward.custom_reward_function.name=compute_score)
         data="the scale model's prompts"
     else
@@ -91,7 +94,7 @@ else
         started=$SECONDS
         # from the work folder, where Hydra writes its outputs/
         (cd "$work" && VERL_FILE_LOGGER_PATH="$metrics" \
-            bash "$repo/recipe/xrpo/run_${algo}.sh" "${extra[@]}") >"$log" 2>&1 || status=$?
+            bash "$repo/recipe/xrpo/run_${algo}.sh" "${sizes[@]}" "$@" "${fixed[@]}") >"$log" 2>&1 || status=$?
         ((status == 0)) || fail "preset $algo: run_${algo}.sh exited with $status; log: $log"
         ok "preset $algo: one step of $(basename "$MODEL_PATH") on $data" \
             "exited 0 after $((SECONDS - started)) s"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import verl  # noqa: F401  (decides CPU mode at import, not later inside a test that clears VERL_PLATFORM)
 import yaml
 from hydra import compose, initialize_config_module
 from hydra.core.plugins import Plugins
@@ -80,13 +81,19 @@ def test_the_shipped_yaml_declares_exactly_the_defaults():
     assert OmegaConf.to_container(composed) == XRPOConfig().to_dict()
 
 
-GSPO = [
-    "actor_rollout_ref.actor.policy_loss.loss_mode=gspo",
-    "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean",
-    "actor_rollout_ref.actor.clip_ratio_low=0.0003",
-    "actor_rollout_ref.actor.clip_ratio_high=0.0004",
-    "actor_rollout_ref.actor.use_kl_loss=false",
-]
+def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(leaves(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# GSPO's loss as overrides of verl's own config, read from the one loss group that defines it
+GSPO_GROUP = Path(__file__).resolve().parents[2] / "configs" / "loss" / "gspo.yaml"
+GSPO = [f"{key}={value}" for key, value in leaves(yaml.safe_load(GSPO_GROUP.read_text())).items()]
 
 
 @pytest.mark.parametrize(
@@ -101,16 +108,6 @@ def test_for_other_estimators_nothing_else_in_verls_config_changes(extra, monkey
     assert "xrpo" not in verls["algorithm"]
     del ours["algorithm"]["xrpo"]
     assert ours == verls
-
-
-def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(leaves(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def test_cpu_mode_changes_exactly_the_cpu_preset(monkeypatch):

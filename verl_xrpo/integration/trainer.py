@@ -18,6 +18,7 @@ Registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config select
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -57,33 +58,42 @@ logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 
+def _settings_line(section: Any, **resolved: Any) -> str:
+    """A section's settings but ``enable`` as key=value, read from its dataclass fields so that a new
+    setting is printed without touching this; ``resolved`` shows what a value came to (n_max=null)."""
+    return " ".join(
+        f"{f.name}={resolved.get(f.name, getattr(section, f.name))}"
+        for f in dataclasses.fields(section)
+        if f.name != "enable"
+    )
+
+
 def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) -> str:
+    """XRPO's start-up notice: which mechanisms are on, with every setting of verl_xrpo/config.py."""
     p, s, a = settings.planning, settings.seeding, settings.sharpening
     n = config.actor_rollout_ref.rollout.n
     lines = [
         f"XRPO is on (algorithm.adv_estimator=xrpo, budget {n} rollouts per prompt, as GRPO's rollout.n):"
     ]
     if p.enable:
-        lines.append(
-            f"  planning:   on  n_base={p.n_base} n_max={planner.n_max} phases={p.num_phases} "
-            f"alpha={p.alpha} "
-            f"ucb_lambda={p.ucb_lambda} T={p.time_mode}"
-        )
+        lines.append(f"  planning:   on  {_settings_line(p, n_max=planner.n_max)}")
     else:
         lines.append(f"  planning:   off (every prompt gets rollout.n={n})")
     if s.enable and p.enable:
         lines.append(
-            f"  seeding:    on  K={s.num_exemplars} retriever={s.retriever} min_score={s.min_score} "
-            f"bank_size={s.bank_size} preload={s.preload_path} "
-            f"prompt budget={config.actor_rollout_ref.rollout.prompt_length} tokens"
+            f"  seeding:    on  {_settings_line(s)} "
+            f"(prompt budget {config.actor_rollout_ref.rollout.prompt_length} tokens)"
         )
     else:
         lines.append("  seeding:    off" + ("" if s.enable is False else " (needs planning: no later phase)"))
-    lines.append(
-        f"  sharpening: on  novelty_weight={a.novelty_weight} max_ratio={a.max_ratio}"
-        if a.enable
-        else "  sharpening: off"
-    )
+    lines.append(f"  sharpening: on  {_settings_line(a)}" if a.enable else "  sharpening: off")
+    # the top-level settings (what counts as a correct rollout), whatever is not a section
+    rest = [
+        f.name
+        for f in dataclasses.fields(settings)
+        if not dataclasses.is_dataclass(getattr(settings, f.name))
+    ]
+    lines.append("  success:    " + " ".join(f"{name}={getattr(settings, name)}" for name in rest))
     return "\n".join(lines)
 
 
