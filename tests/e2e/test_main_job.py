@@ -304,10 +304,11 @@ def test_a_kill_in_the_middle_of_a_step_keeps_the_checkpoint_before_it(crashes):
 
 
 def compose_main_job(run_dir: Path):
-    from hydra import compose, initialize_config_module
+    from hydra import compose, initialize_config_dir
 
-    from recipe.xrpo.scale_model.train import RunPaths, ToyRun
+    from recipe.xrpo.scale_model.train import CONFIG_DIR, CONFIG_NAME, RunPaths, ScaleModelRun
 
-    run = ToyRun(RunPaths(run_dir), steps=5, prompts_per_step=PROMPTS, save_freq=1)
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        return compose(config_name="ppo_trainer", overrides=run.overrides())
+    run = ScaleModelRun(RunPaths(run_dir), steps=5, prompts_per_step=PROMPTS, save_freq=1)
+    overrides = [o for o in run.overrides() if not o.startswith("--")]  # the config is chosen here
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        return compose(config_name=CONFIG_NAME, overrides=overrides)
