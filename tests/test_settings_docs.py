@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+from tests.trees import leaves
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.integration.trainer import describe
@@ -19,17 +20,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Settings (`algorithm.xrpo.*`)"
 
 
-def defaults(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(defaults(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-DEFAULTS = defaults(XRPOConfig().to_dict())
+DEFAULTS = leaves(XRPOConfig().to_dict())
 
 
 def readme_table() -> dict[str, str]:

@@ -26,6 +26,7 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 from recipe.xrpo.scale_model.train import RunPaths, ScaleModelRun
+from tests.trees import leaves as flat_leaves
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.integration.checks import check_run
 
@@ -71,14 +72,8 @@ def run_checks(config) -> None:
     assert OmegaConf.to_container(config.algorithm.xrpo) == XRPOConfig().to_dict()
 
 
-def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(leaves(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def leaves(tree: dict) -> dict[str, object]:
+    return flat_leaves(tree, keep_empty=True)
 
 
 def settings_of(path: Path) -> dict[str, object]:

@@ -17,6 +17,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import OmegaConf
 
 import verl_xrpo
+from tests.trees import leaves
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.integration.estimator import xrpo_settings
 from verl_xrpo.integration.hydra_config import with_xrpo_group
@@ -79,16 +80,6 @@ def test_the_shipped_yaml_declares_exactly_the_defaults():
     assert yaml.safe_load(shipped.read_text()) == XRPOConfig().to_dict()
     composed = compose_verl([]).algorithm.xrpo
     assert OmegaConf.to_container(composed) == XRPOConfig().to_dict()
-
-
-def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(leaves(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 # GSPO's loss as overrides of verl's own config, read from the one loss group that defines it
