@@ -339,7 +339,7 @@ def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
         "xrpo/rollouts_per_prompt/mean": float(sizes.mean()),
         "xrpo/rollouts_per_prompt/min": float(sizes.min()),
         "xrpo/rollouts_per_prompt/max": float(sizes.max()),
-        "xrpo/zero_variance_share/after_planning": float(1 - mixed.mean()),
+        "xrpo/zero_variance_share/after_planning": _zero_variance_share(records),
         "xrpo/budget/rollouts_mixed": float(sizes[mixed].sum()),
         "xrpo/budget/rollouts_all_fail": float(sizes[all_fail].sum()),
         "xrpo/budget/rollouts_all_correct": float(sizes[~mixed & ~all_fail].sum()),
