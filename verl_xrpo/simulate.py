@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from verl_xrpo.config import PlanningConfig, SeedingConfig
-from verl_xrpo.core.planner import RolloutPlanner, seeding_grants
+from verl_xrpo.core.planner import RolloutPlanner
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,7 @@ def xrpo(
     failing = [q for q, r in enumerate(rewards) if not r.any()]
     reserved = np.zeros(len(rates), dtype=np.int64)
     if seeding is not None and budgets:
-        per_prompt = min(seeding.rollouts_per_prompt, planner.n_max - planning.n_base)
-        reserved[failing] = seeding_grants(
-            len(failing), sum(budgets), budgets[0], per_prompt, seeding.max_budget_share
-        )
+        reserved[failing] = planner.seeding_share(len(failing), len(rates), seeding)
     seeded_rates = np.maximum(rates, seeded_success)
     for phase, budget in enumerate(budgets):
         held = reserved if phase == 0 else np.zeros_like(reserved)

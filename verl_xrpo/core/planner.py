@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
-from verl_xrpo.config import CONFIG_ROOT, PlanningConfig, XRPOConfigError
+from verl_xrpo.config import CONFIG_ROOT, PlanningConfig, SeedingConfig, XRPOConfigError
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,14 @@ class RolloutPlanner:
         chosen_rows = rows[order[:budget]]
         np.add.at(extra, chosen_rows, 1)
         return extra
+
+    def seeding_share(self, eligible: int, num_prompts: int, seeding: SeedingConfig) -> np.ndarray:
+        """Seeding's phase-2 rollouts for ``eligible`` prompts (``seeding_grants``), within ``n_max``."""
+        budgets = self.phase_budgets(num_prompts)
+        if not budgets:
+            return np.zeros(eligible, dtype=np.int64)
+        per_prompt = min(seeding.rollouts_per_prompt, self.n_max - self.config.n_base)
+        return seeding_grants(eligible, sum(budgets), budgets[0], per_prompt, seeding.max_budget_share)
 
     def step_budget(self, num_prompts: int) -> int:
         """Rollouts in a whole step: the same as GRPO with ``rollout.n`` per prompt."""

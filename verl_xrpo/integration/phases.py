@@ -21,7 +21,7 @@ from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.bank import ExemplarBank
-from verl_xrpo.core.planner import RolloutPlanner, seeding_grants
+from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY
@@ -203,11 +203,7 @@ class PhasedRollout:
                 if control:
                     records[row].control = True
                     del seeded[row]
-        per_prompt = min(seeding.rollouts_per_prompt, self.planner.n_max - self.planner.config.n_base)
-        grants = seeding_grants(
-            len(qualifying), sum(budgets), budgets[0], per_prompt, seeding.max_budget_share
-        )
-        reserved[qualifying] = grants
+        reserved[qualifying] = self.planner.seeding_share(len(qualifying), len(records), seeding)
         return reserved, seeded
 
     def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
