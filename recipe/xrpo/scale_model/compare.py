@@ -352,7 +352,7 @@ def summarize_variant(
     summary: dict[str, Any] = {
         "seeds": len({r["seed"] for r in rows}),
         "evaluated_seeds": seeds,
-        "pass1_mean": mean_ci95([finals[s]["pass@1"] for s in seeds])[0],
+        "pass1_mean": _mean([finals[s]["pass@1"] for s in seeds]),
         "pass1_gain_mean": gain_mean,
         "pass1_gain_ci95": gain_ci,
         "useful_rollout_share": _mean([r["useful_rollout_share"] for r in rows if r["step"] >= 1]),
@@ -428,12 +428,12 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
     by_variant = {n: [r for r in rows if r["variant"] == n] for n in names}
     table = {n: summarize_variant(n, by_variant[n], finals[n], starts, finals.get("grpo", {})) for n in names}
     grpo_targets = final_val_by_seed(by_variant.get("grpo", []))
+    grpo_step = table.get("grpo", {}).get("median_step_seconds")
     for n in names:
         steps = steps_to_reach(by_variant[n], grpo_targets) if grpo_targets else None
         table[n]["steps_to_grpo_final"] = steps
         table[n]["rollouts_to_grpo_final"] = steps * schedule.rollouts_per_step if steps else None
         table[n]["tokens_to_grpo_final"] = tokens_until(by_variant[n], steps)
-        grpo_step = table.get("grpo", {}).get("median_step_seconds")
         step = table[n]["median_step_seconds"]
         table[n]["step_time_vs_grpo"] = step / grpo_step if step and grpo_step else None
     summary = {
