@@ -1,0 +1,305 @@
+"""Generation-time benchmark: what XRPO's phase barriers cost on heavy-tailed response lengths.
+
+GRPO submits a step's ``prompts x rollout-n`` rollouts at once and waits for the slowest. XRPO as
+built waits for every phase's slowest rollout before it plans the next phase, so on reasoning
+lengths (a long right tail) its generation time tends towards the sum of the phases' tails. This
+benchmark puts numbers on that with a model of a continuous-batching engine, and measures the
+overlapped schedule, which plans the next phase once a share of the
+current one's rollouts is in, so new work fills the slots the tail leaves idle (a schedule of this
+benchmark only: the trainer does not run it yet):
+
+- lengths: per prompt a median ``median x exp(N(0, prompt_sigma))``, per rollout times
+  ``exp(N(0, sigma))``, wrong answers ``wrong_factor`` times longer, cut at ``max_len`` (assumed
+  shapes, printed with the share of responses that hit the cut; change them with the flags);
+- engine: ``replicas`` vLLM servers, each decoding up to ``max_num_seqs`` sequences together, one
+  token per sequence per iteration of ``base_ms + per_seq_ms x running`` milliseconds (decode is
+  memory-bound: an iteration costs little more with more sequences); prefill is left out;
+  requests go to the server with the fewest outstanding requests, as verl's server manager does;
+- rewards: per-prompt success rates from ``simulate.MIXTURES``, allocation by XRPO's own planner
+  with seeding's share (``simulate.py`` describes the allocation benchmark itself).
+
+    python -m verl_xrpo.simulate_generation            # table of medians: time ratio, useful share
+
+A model of an engine, not a measurement of one: ratios, not seconds, are what it is for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+
+from verl_xrpo.config import PlanningConfig, SeedingConfig
+from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.simulate import MIXTURES, Mixture
+
+
+@dataclass(frozen=True)
+class Lengths:
+    median: float = 2000.0
+    prompt_sigma: float = 0.5
+    sigma: float = 0.5
+    wrong_factor: float = 1.5
+    max_len: int = 8192
+
+    def draw(self, prompt_scale: np.ndarray, correct: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = np.exp(rng.normal(0.0, self.sigma, size=correct.shape))
+        raw = self.median * prompt_scale * noise * np.where(correct, 1.0, self.wrong_factor)
+        return np.clip(np.round(raw), 1, self.max_len)
+
+
+@dataclass(frozen=True)
+class Engine:
+    replicas: int = 8
+    max_num_seqs: int = 256
+    base_ms: float = 12.0
+    per_seq_ms: float = 0.05
+
+    def iteration_seconds(self, running: np.ndarray) -> np.ndarray:
+        return (self.base_ms + self.per_seq_ms * running) / 1000.0
+
+
+class EngineRun:
+    """A fluid model of ``Engine``: each running sequence advances 1 token per iteration."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.now = 0.0
+        self.queues: list[list[int]] = [[] for _ in range(engine.replicas)]
+        self.running: list[dict[int, float]] = [{} for _ in range(engine.replicas)]
+        self.length: dict[int, float] = {}
+        self.busy_slot_seconds = 0.0
+
+    def outstanding(self, replica: int) -> int:
+        return len(self.queues[replica]) + len(self.running[replica])
+
+    def submit(self, request: int, length: float) -> None:
+        replica = min(range(self.engine.replicas), key=self.outstanding)
+        self.length[request] = length
+        self.queues[replica].append(request)
+        self._fill(replica)
+
+    def _fill(self, replica: int) -> None:
+        queue, running = self.queues[replica], self.running[replica]
+        while queue and len(running) < self.engine.max_num_seqs:
+            request = queue.pop(0)
+            running[request] = self.length[request]
+
+    def advance(self) -> list[int]:
+        """Run to the next completion(s); returns the finished requests (empty when idle)."""
+        sizes = np.array([len(r) for r in self.running], dtype=float)
+        if not sizes.any():
+            return []
+        per_iteration = self.engine.iteration_seconds(sizes)
+        to_next = [
+            min(r.values()) * t if r else np.inf for r, t in zip(self.running, per_iteration, strict=True)
+        ]
+        dt = min(to_next)
+        self.now += dt
+        self.busy_slot_seconds += dt * sizes.sum()
+        finished = []
+        for replica, (running, t) in enumerate(zip(self.running, per_iteration, strict=True)):
+            for request in list(running):
+                running[request] -= dt / t
+                if running[request] <= 1e-9:
+                    del running[request]
+                    finished.append(request)
+            self._fill(replica)
+        return finished
+
+
+@dataclass(frozen=True)
+class StepResult:
+    seconds: float
+    rollouts: int
+    useful_share: float
+    slot_utilisation: float  # busy sequence slots over all slots while the step ran
+    clipped_share: float
+
+
+def run_step(
+    rates: np.ndarray,
+    rollout_n: int,
+    step: int,
+    planning: PlanningConfig | None,
+    overlap_share: float,
+    seeding: SeedingConfig,
+    lengths: Lengths,
+    engine: Engine,
+    rng: np.random.Generator,
+) -> StepResult:
+    """One step's generation: GRPO when ``planning`` is None, else XRPO's phases.
+
+    XRPO plans the next phase once ``overlap_share`` of the current phase's rollouts are
+    in (1.0: after all of them, the barrier as built). Prompts with rollouts still running are
+    planned on the rewards that are in, their pending rollouts counted towards n and the cap.
+    """
+    num_prompts = len(rates)
+    prompt_scale = np.exp(rng.normal(0.0, lengths.prompt_sigma, size=num_prompts))
+    sim = EngineRun(engine)
+    owner: list[int] = []
+    reward: list[float] = []
+    done: list[bool] = []
+    all_lengths: list[float] = []
+
+    def submit(counts: np.ndarray) -> list[int]:
+        first = len(owner)
+        for q, count in enumerate(counts):
+            correct = rng.uniform(size=int(count)) < rates[q]
+            for c, length in zip(
+                correct, lengths.draw(np.full(int(count), prompt_scale[q]), correct, rng), strict=True
+            ):
+                owner.append(q)
+                reward.append(float(c))
+                done.append(False)
+                all_lengths.append(float(length))
+                sim.submit(len(owner) - 1, float(length))
+        return list(range(first, len(owner)))
+
+    def wait_for(requests: list[int], share: float) -> None:
+        need = int(np.ceil(share * len(requests)))
+        while sum(done[r] for r in requests) < need:
+            for r in sim.advance():
+                done[r] = True
+
+    if planning is None:
+        wait_for(submit(np.full(num_prompts, rollout_n)), 1.0)
+    else:
+        planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
+        phase = submit(planner.base_counts(num_prompts))
+        for index, budget in enumerate(planner.phase_budgets(num_prompts)):
+            wait_for(phase, overlap_share)
+            finished = [[] for _ in range(num_prompts)]
+            pending = np.zeros(num_prompts, dtype=np.int64)
+            for r, q in enumerate(owner):
+                if done[r]:
+                    finished[q].append(reward[r])
+                else:
+                    pending[q] += 1
+            held = np.zeros(num_prompts, dtype=np.int64)
+            if index == 0:
+                # seeding's share: prompts whose phase-1 rollouts are in and all failed
+                failing = [q for q in range(num_prompts) if not pending[q] and not any(finished[q])]
+                held[failing] = planner.seeding_share(len(failing), num_prompts, seeding)
+            extra = planner.plan_phase(
+                [np.array(f) for f in finished], budget - int(held.sum()), step=step, reserved=pending + held
+            ).extra
+            phase = submit(extra + held)
+        wait_for(list(range(len(owner))), 1.0)
+    groups = [np.array([reward[r] for r, o in enumerate(owner) if o == q]) for q in range(num_prompts)]
+    sizes = np.array([len(g) for g in groups])
+    mixed = np.array([0 < g.sum() < len(g) for g in groups])
+    slots = engine.replicas * engine.max_num_seqs
+    return StepResult(
+        seconds=sim.now,
+        rollouts=len(owner),
+        useful_share=float(sizes[mixed].sum() / sizes.sum()),
+        slot_utilisation=sim.busy_slot_seconds / (sim.now * slots),
+        clipped_share=float(np.mean(np.array(all_lengths) >= lengths.max_len)),
+    )
+
+
+def benchmark(
+    mixture: Mixture,
+    draws: int,
+    num_prompts: int,
+    rollout_n: int,
+    lengths: Lengths,
+    engine: Engine,
+    overlap_shares: tuple[float, ...],
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Medians over ``draws`` steps; every schedule sees the same prompts in each draw."""
+    # name -> (planning, overlap share); GRPO has no planning
+    schedules: dict[str, tuple[PlanningConfig | None, float]] = {
+        "grpo": (None, 1.0),
+        "xrpo (phases as built)": (PlanningConfig(), 1.0),
+    }
+    for share in overlap_shares:
+        schedules[f"xrpo overlap {share:.2f}"] = (PlanningConfig(), share)
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list[StepResult]] = {name: [] for name in schedules}
+    for step in range(1, draws + 1):
+        rates = mixture.draw(num_prompts, rng)
+        for name, (planning, share) in schedules.items():
+            result = run_step(
+                rates,
+                rollout_n,
+                step,
+                planning,
+                share,
+                SeedingConfig(),
+                lengths,
+                engine,
+                np.random.default_rng([seed, step]),
+            )
+            rows[name].append(result)
+    grpo_seconds = np.array([r.seconds for r in rows["grpo"]])
+    table = {}
+    for name, results in rows.items():
+        seconds = np.array([r.seconds for r in results])
+        table[name] = {
+            "seconds": float(np.median(seconds)),
+            "vs_grpo": float(np.median(seconds / grpo_seconds)),
+            "useful_share": float(np.median([r.useful_share for r in results])),
+            "slot_utilisation": float(np.median([r.slot_utilisation for r in results])),
+            "clipped_share": float(np.median([r.clipped_share for r in results])),
+        }
+    return table
+
+
+def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
+    lines = [
+        f"{name}:",
+        f"  {'schedule':24s} {'gen s':>7s} {'vs GRPO':>8s} {'useful':>7s} {'slots busy':>11s}",
+    ]
+    for schedule, row in table.items():
+        lines.append(
+            f"  {schedule:24s} {row['seconds']:7.1f} {row['vs_grpo']:8.2f} {row['useful_share']:7.3f} "
+            f"{row['slot_utilisation']:11.2f}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_xrpo.simulate_generation", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--draws", type=int, default=30, help="steps per mixture (default: %(default)s)")
+    parser.add_argument("--prompts", type=int, default=128, help="prompts per step (default: %(default)s)")
+    parser.add_argument(
+        "--rollout-n", type=int, default=8, help="GRPO's rollouts per prompt (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--mixtures", nargs="+", default=[m.name for m in MIXTURES], choices=[m.name for m in MIXTURES]
+    )
+    parser.add_argument(
+        "--overlap", type=float, nargs="+", default=[0.75, 0.9], help="overlap shares to compare"
+    )
+    for field, default in vars(Lengths()).items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    for field, default in vars(Engine()).items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    lengths = Lengths(**{f: getattr(args, f) for f in vars(Lengths())})
+    engine = Engine(**{f: getattr(args, f) for f in vars(Engine())})
+    for share in args.overlap:
+        if not 0.0 < share <= 1.0:
+            parser.error(f"--overlap {share}: a share of the phase's rollouts, in (0, 1]")
+    print(
+        f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws, medians;"
+        f" {lengths}; {engine}"
+    )
+    for mixture in (m for m in MIXTURES if m.name in args.mixtures):
+        table = benchmark(
+            mixture, args.draws, args.prompts, args.rollout_n, lengths, engine, tuple(args.overlap), args.seed
+        )
+        print(f"responses at the {lengths.max_len}-token cut: {table['grpo']['clipped_share']:.1%}")
+        print("\n".join(format_table(mixture.name, table)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
