@@ -34,8 +34,8 @@ def continue_sft(model_dir: str, lr: float, steps: int, seed: int) -> list[float
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = Qwen2ForCausalLM.from_pretrained(model_dir)
-    heldout = tasks.generate_rows("probe_heldout", 300, seed=30_000 + seed)
-    train = tasks.generate_rows("probe_train", 512, seed=40_000 + seed)
+    heldout = tasks.generate_rows(tasks.CHAIN, "probe_heldout", 300, seed=30_000 + seed)
+    train = tasks.generate_rows(tasks.CHAIN, "probe_train", 512, seed=40_000 + seed)
     ids, attention, response_mask = encode_examples(tokenizer, train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     accuracy = [heldout_accuracy(model.eval(), tokenizer, heldout)["all"]]

@@ -121,8 +121,11 @@ def test_extract_answer_prefers_the_answer_prefix():
     assert extract_answer("12 then The answer is 5.") == "5"
 
 
-def test_warm_start_learns_the_answer_format(tmp_path):
-    report = build_warm_model_dir(tmp_path, WarmStartSettings(steps=150, train_examples=500))
+def test_warm_start_learns_the_answer_format(tmp_path, capsys):
+    report = build_warm_model_dir(tmp_path, WarmStartSettings(steps=150, train_examples=500, log_every=100))
+    progress = capsys.readouterr().out
+    # long warm starts say where they are; the last step is the final report's, not a progress line
+    assert "warm start step 100/150" in progress and "step 150/150" not in progress
     assert report.final_loss < 1.5  # from about 6 nats (log of the vocabulary) at random init
     assert set(report.heldout_accuracy) == {"all"} | {level.name for level in tasks.CHAIN_LEVELS}
     assert json.loads((tmp_path / REPORT_FILE).read_text())["settings"]["steps"] == 150
