@@ -210,19 +210,31 @@ def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def add_step_arguments(parser: argparse.ArgumentParser, draws: int, prompts: int) -> None:
+    """The step's shape and the number of steps drawn: the flags every benchmark here shares."""
+    parser.add_argument(
+        "--draws", type=int, default=draws, help="steps drawn per source (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--prompts", type=int, default=prompts, help="prompts per step (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--rollout-n", type=int, default=8, help="GRPO's rollouts per prompt (default: %(default)s)"
+    )
+
+
+def check_step_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.prompts < 1 or args.rollout_n < 2 or args.draws < 1:
+        parser.error("--prompts and --draws must be at least 1, --rollout-n at least 2")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m verl_xrpo.simulate",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--draws", type=int, default=200, help="steps drawn per mixture (default: %(default)s)"
-    )
-    parser.add_argument("--prompts", type=int, default=64, help="prompts per step (default: %(default)s)")
-    parser.add_argument(
-        "--rollout-n", type=int, default=8, help="GRPO's rollouts per prompt (default: %(default)s)"
-    )
+    add_step_arguments(parser, draws=200, prompts=64)
     parser.add_argument(
         "--seeded-success",
         type=float,
@@ -233,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
-    if args.prompts < 1 or args.rollout_n < 2 or args.draws < 1:
-        parser.error("--prompts and --draws must be at least 1, --rollout-n at least 2")
+    check_step_arguments(parser, args)
     if not 0.0 <= args.seeded_success <= 1.0:
         parser.error("--seeded-success must be a probability")
     sources: list[Mixture | Recorded] = list(MIXTURES)

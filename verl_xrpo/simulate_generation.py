@@ -32,7 +32,14 @@ import numpy as np
 
 from verl_xrpo.config import PlanningConfig, SeedingConfig
 from verl_xrpo.core.planner import RolloutPlanner
-from verl_xrpo.simulate import MIXTURES, Mixture
+from verl_xrpo.simulate import (
+    MIXTURES,
+    Mixture,
+    StepOutcome,
+    add_step_arguments,
+    check_step_arguments,
+    score,
+)
 
 
 @dataclass(frozen=True)
@@ -188,13 +195,11 @@ def run_step(
             phase = submit(extra + held)
         wait_for(list(range(len(owner))), 1.0)
     groups = [np.array([reward[r] for r, o in enumerate(owner) if o == q]) for q in range(num_prompts)]
-    sizes = np.array([len(g) for g in groups])
-    mixed = np.array([0 < g.sum() < len(g) for g in groups])
     slots = engine.replicas * engine.max_num_seqs
     return StepResult(
         seconds=sim.now,
         rollouts=len(owner),
-        useful_share=float(sizes[mixed].sum() / sizes.sum()),
+        useful_share=score(StepOutcome(groups))["useful_share"],
         slot_utilisation=sim.busy_slot_seconds / (sim.now * slots),
         clipped_share=float(np.mean(np.array(all_lengths) >= lengths.max_len)),
     )
@@ -266,25 +271,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m verl_xrpo.simulate_generation", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--draws", type=int, default=30, help="steps per mixture (default: %(default)s)")
-    parser.add_argument("--prompts", type=int, default=128, help="prompts per step (default: %(default)s)")
-    parser.add_argument(
-        "--rollout-n", type=int, default=8, help="GRPO's rollouts per prompt (default: %(default)s)"
-    )
+    add_step_arguments(parser, draws=30, prompts=128)
     parser.add_argument(
         "--mixtures", nargs="+", default=[m.name for m in MIXTURES], choices=[m.name for m in MIXTURES]
     )
     parser.add_argument(
         "--overlap", type=float, nargs="+", default=[0.75, 0.9], help="overlap shares to compare"
     )
-    for field, default in vars(Lengths()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
-    for field, default in vars(Engine()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    models = (Lengths(), Engine())
+    for model in models:  # one flag per field of the length and engine models, their defaults
+        for field, default in vars(model).items():
+            parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    lengths = Lengths(**{f: getattr(args, f) for f in vars(Lengths())})
-    engine = Engine(**{f: getattr(args, f) for f in vars(Engine())})
+    check_step_arguments(parser, args)
+    lengths, engine = (type(m)(**{f: getattr(args, f) for f in vars(m)}) for m in models)
     for share in args.overlap:
         if not 0.0 < share <= 1.0:
             parser.error(f"--overlap {share}: a share of the phase's rollouts, in (0, 1]")
