@@ -30,7 +30,9 @@ import psutil
 import pytest
 
 from verl_xrpo import preflight
+from verl_xrpo.config import SharpeningConfig
 from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.eval.rollout_dump import largest_advantage_difference, read_steps
 from verl_xrpo.integration.checkpoint import read_state, resumed_step_folder
 
 # The main job's settings are CPU mode's (one device, vLLM's CPU build); with an accelerator it is off.
@@ -65,7 +67,8 @@ XRPO_METRICS = [
 ]
 
 
-def main_job_command(run_dir: Path, steps: int) -> list[str]:
+def main_job_command(run_dir: Path, steps: int, *overrides: str) -> list[str]:
+    """The job, with verl's rollout dump on (XRPO adds what each rollout trained on) and ``overrides``."""
     return [
         sys.executable,
         "-m",
@@ -74,6 +77,9 @@ def main_job_command(run_dir: Path, steps: int) -> list[str]:
         f"--steps={steps}",
         f"--prompts-per-step={PROMPTS}",
         "--save-freq=1",
+        "--",
+        f"trainer.rollout_data_dir={run_dir / 'rollouts'}",
+        *overrides,
     ]
 
 
@@ -137,6 +143,15 @@ def test_the_planner_ran_phases_and_gave_uneven_rollouts(two_steps):
     assert any(
         data["xrpo/rollouts_per_prompt/max"] > data["xrpo/rollouts_per_prompt/min"] for data in steps.values()
     )
+
+
+def test_the_dump_recomputes_to_every_trained_advantage(two_steps):
+    run_dir, _, _ = two_steps
+    steps = read_steps(run_dir / "rollouts")
+    assert [s.step for s in steps] == [1, 2]
+    for step in steps:
+        assert sum(step.rollouts_per_prompt.values()) == PROMPTS * ROLLOUTS
+        assert largest_advantage_difference(step, SharpeningConfig()) < 1e-4
 
 
 def test_the_bank_learns_from_correct_rollouts(two_steps):

@@ -12,6 +12,7 @@ import ray
 import torch
 import transfer_queue as tq
 from omegaconf import open_dict
+from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from verl_xrpo.config import XRPOConfigError
@@ -126,6 +127,40 @@ def test_advantage_step_uses_old_log_probs_and_reports(verl_config):
         assert name in metrics
     assert 0 < metrics["xrpo/sharpening/share_sharpened"] <= metrics["xrpo/useful_rollout_share"] <= 1
     tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_verls_padding_rows_are_neither_rollouts_nor_lost_in_the_dump(verl_config):
+    """With several ranks verl pads a batch to a multiple of them (reward 0, a uid of its own):
+    those rows must not count in XRPO's shares, and the dump must still recompute exactly."""
+    trainer = XRPOTrainer(trainer_config(verl_config))
+    keys, fields = put_trajectories(step=2, group_sizes=[4, 3], seed=3)
+    batch = tq.KVBatchMeta(keys=keys, tags=[{"status": "success"}] * len(keys), partition_id="train")
+    batch = upsample_batch_to_divisible_size(batch, 4, eos_token_id=0)  # verl's own padding
+    assert len(batch) == 8 and sum(tag.get("is_padding", False) for tag in batch.tags) == 1
+    metrics: dict = {}
+    trainer._compute_advantage(batch, metrics)
+
+    real = compute_advantage(
+        torch.stack([torch.nn.functional.pad(f["rm_scores"], (0, 8 - len(f["rm_scores"]))) for f in fields]),
+        torch.stack(
+            [torch.nn.functional.pad(f["response_mask"], (0, 8 - len(f["rm_scores"]))) for f in fields]
+        ),
+        np.array([f["uid"] for f in fields], dtype=object),
+        torch.stack(
+            [torch.nn.functional.pad(f["old_log_probs"], (0, 8 - len(f["rm_scores"]))) for f in fields]
+        ),
+    )
+    assert metrics["xrpo/useful_rollout_share"] == pytest.approx(
+        float((real.advantages.sum(-1) != 0).float().mean())
+    )
+
+    dump_order = sorted(batch.keys)  # verl's dump sorts rows by key
+    rows = trainer._rollout_fields(batch, dump_order)
+    assert rows["is_padding"] == [key.startswith("pad") for key in dump_order]
+    expected = dict(zip(keys, (real.base + real.bonus).tolist(), strict=True))
+    for key, advantage, padding in zip(dump_order, rows["advantage"], rows["is_padding"], strict=True):
+        assert advantage == pytest.approx(0.0 if padding else expected[key], abs=1e-6)
+    tq.kv_clear(keys=batch.keys, partition_id="train")
 
 
 def test_state_round_trips_through_a_checkpoint_folder(verl_config, tmp_path):

@@ -41,6 +41,8 @@ def write_cell(out, variant, seed, curve, groups):
             for g, scores in enumerate(groups)
             for session, score in enumerate(scores)
         ]
+        # a row verl padded the batch with (a plain verl dump marks it only by its uid): not a rollout
+        lines.append(json.dumps({"uid": "pad0123abcd_0_0", "score": 0.0, "step": step}))
         (cell.rollouts / f"{step}.jsonl").write_text("\n".join(lines) + "\n")
     return cell
 

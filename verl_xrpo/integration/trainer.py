@@ -37,6 +37,7 @@ from verl_xrpo.core.advantage import AdvantageResult
 from verl_xrpo.core.bank import BankFileError, ExemplarBank
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.retrieval import make_retriever
+from verl_xrpo.eval.rollout_dump import rollout_fields
 from verl_xrpo.integration.checkpoint import (
     BANK_FILE,
     RESUME_FIX,
@@ -173,7 +174,9 @@ class XRPOTrainer(PPOTrainerSync):
         with sampling_log_probs(log_probs) as call:
             batch = super()._compute_advantage(batch, metrics)
         if call.result is not None:
-            metrics.update(advantage_metrics(call.result))
+            # verl pads the batch to its ranks' divisibility with rows of reward 0: not rollouts
+            real = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags])
+            metrics.update(advantage_metrics(call.result, real))
         metrics["timing_s/xrpo_advantage"] = time.perf_counter() - start
         return batch
 
@@ -188,6 +191,38 @@ class XRPOTrainer(PPOTrainerSync):
             if name in data:
                 return data.select(name).to_padded_tensor()[name]
         return None
+
+    # ---- rollout dumps (trainer.rollout_data_dir) -------------------------------------------
+
+    def _log_rollout_data(self, batch, timing_raw: dict, rollout_data_dir: str):
+        # verl's dump has each rollout's prompt, response, score and key; XRPO adds, through the
+        # one call verl makes to write it, what the actor trained on (see rollout_fields).
+        self._dumping_batch = batch
+        try:
+            super()._log_rollout_data(batch, timing_raw, rollout_data_dir)
+        finally:
+            self._dumping_batch = None
+
+    def _dump_generations(self, inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path):
+        batch = getattr(self, "_dumping_batch", None)
+        if batch is not None:  # a training step's dump; validation dumps stay verl's
+            keys = reward_extra_infos_dict["uid"]  # verl's name for the rows' keys, in dump order
+            reward_extra_infos_dict = {**reward_extra_infos_dict, **self._rollout_fields(batch, keys)}
+        super()._dump_generations(inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path)
+
+    def _rollout_fields(self, batch, keys: list[str]) -> dict[str, list]:
+        data = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=["uid", "advantages", "response_mask", "old_log_probs", "rollout_log_probs"],
+        )
+        name = "old_log_probs" if "old_log_probs" in data else "rollout_log_probs"
+        padded = data.select("uid", "advantages", "response_mask", name).to_padded_tensor()
+        uids = padded.pop("uid").tolist()  # as verl's _compute_advantage reads it
+        fields = rollout_fields(padded["advantages"], padded["response_mask"], padded[name], uids, batch.tags)
+        row_of = {key: row for row, key in enumerate(batch.keys)}
+        order = [row_of[key] for key in keys]
+        return {field: [values[row] for row in order] for field, values in fields.items()}
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -250,11 +285,14 @@ def dataset_questions(dataset: Any, prompt_key: str) -> list[str]:
     return [question_text(messages) for messages in column]
 
 
-def advantage_metrics(result: AdvantageResult) -> dict[str, float]:
-    final = result.base + result.bonus
-    sharpened = result.sharpened
+def advantage_metrics(result: AdvantageResult, real: torch.Tensor | None = None) -> dict[str, float]:
+    """Shares over the step's rollouts; ``real`` (a row mask) leaves out verl's padding rows."""
+    keep = slice(None) if real is None else real.to(torch.bool)
+    final = (result.base + result.bonus)[keep]
+    sharpened = result.sharpened[keep]
+    bonus = result.bonus[keep]
     return {
         "xrpo/useful_rollout_share": float((final != 0).float().mean()),
         "xrpo/sharpening/share_sharpened": float(sharpened.float().mean()),
-        "xrpo/sharpening/mean_bonus": float(result.bonus[sharpened].mean()) if bool(sharpened.any()) else 0.0,
+        "xrpo/sharpening/mean_bonus": float(bonus[sharpened].mean()) if bool(sharpened.any()) else 0.0,
     }

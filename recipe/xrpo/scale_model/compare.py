@@ -215,6 +215,9 @@ def allocation_by_step(cell: Cell) -> dict[int, dict[str, float]]:
         groups: dict[str, list[float]] = defaultdict(list)
         for line in path.read_text().splitlines():
             record = json.loads(line)
+            # verl's filler rows (reward 0, uid "pad<hex>"; XRPO's dump also marks them): not rollouts
+            if record.get("is_padding") or record["uid"].startswith("pad"):
+                continue
             groups[record["uid"].rsplit("_", 2)[0]].append(float(record["score"]) > 0)
         sizes = [len(g) for g in groups.values()]
         mixed = [len(g) for g in groups.values() if 0 < sum(g) < len(g)]
