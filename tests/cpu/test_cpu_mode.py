@@ -6,6 +6,7 @@ is off. The others check its decisions and pieces and pass on any machine.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -121,6 +122,47 @@ def test_verls_replay_buffer_polls_quickly_in_cpu_mode_unless_told_otherwise():
     )
     assert ReplayBuffer(**common).poll_interval == patches.CPU_REPLAY_POLL_SECONDS
     assert ReplayBuffer(**common, poll_interval=1.5).poll_interval == 1.5
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 12])
+def test_similar_length_partitions_cover_every_row_once_longest_first(k):
+    gen = torch.Generator().manual_seed(k)
+    workloads = torch.randint(1, 500, (12,), generator=gen).tolist()
+    parts = patches.similar_length_partitions(workloads, k)
+    assert len(parts) == k and all(parts)
+    assert sorted(i for part in parts for i in part) == list(range(12))
+    for longer, shorter in itertools.pairwise(parts):
+        assert min(workloads[i] for i in longer) >= max(workloads[i] for i in shorter)
+
+
+def test_verls_token_budgeted_micro_batches_group_rows_of_similar_length():
+    """verl's own rearrange_micro_batches, as its FSDP engine calls it: with the patch, each
+    micro-batch holds rows of similar length within the token budget, so padding to the longest
+    row of a micro-batch wastes little; without it, verl mixes long and short rows."""
+    from tensordict import TensorDict
+    from verl.utils import seqlen_balancing
+
+    # 56 short rows (prompt + response ~ 60 tokens) and 8 seeded ones (~ 300): the main job's mix
+    lengths = [60 + (i % 7) for i in range(56)] + [300 + i for i in range(8)]
+    ids = torch.nested.as_nested_tensor(
+        [torch.ones(n, dtype=torch.long) for n in lengths], layout=torch.jagged
+    )
+    batch = TensorDict({"input_ids": ids}, batch_size=[len(lengths)])
+
+    def padded_tokens(micro_batches) -> int:
+        return sum(len(mb) * int(mb["input_ids"].offsets().diff().max()) for mb in micro_batches)
+
+    patches._similar_length_micro_batches()
+    patches._similar_length_micro_batches()  # twice is the same as once
+    similar, index = seqlen_balancing.rearrange_micro_batches(batch, max_token_len=2048)
+    assert sorted(i for part in index for i in part) == list(range(len(lengths)))
+    assert all(int(mb["input_ids"].offsets().diff().sum()) <= 2048 for mb in similar)
+    original = seqlen_balancing.get_seqlen_balanced_partitions.__wrapped__
+    with pytest.MonkeyPatch.context() as undo:
+        undo.setattr(seqlen_balancing, "get_seqlen_balanced_partitions", original)
+        mixed, _ = seqlen_balancing.rearrange_micro_batches(batch, max_token_len=2048)
+    assert padded_tokens(similar) < 0.5 * padded_tokens(mixed)
+    assert padded_tokens(similar) < 1.3 * sum(lengths)
 
 
 @pytest.mark.cpu_mode

@@ -52,12 +52,19 @@ def two_ranks(tmp_path_factory):
     return run_dir, log, metrics
 
 
-def test_two_actor_ranks_and_two_rollout_replicas_ran(two_ranks):
-    _, log, metrics = two_ranks
-    # verl's seqlen balancing reports per-partition token counts: two partitions, one per rank
-    for data in metrics.values():
-        assert data["global_seqlen/balanced_min"] <= data["global_seqlen/balanced_max"]
-    assert "world_size=2" in log.replace(" ", "") or "'world_size': 2" in log, log[-3000:]
+def test_two_rollout_replicas_served_and_verl_balanced_two_actor_ranks(two_ranks):
+    run_dir, log, metrics = two_ranks
+    assert all(f"replica_rank: {rank}," in log for rank in range(RANKS)), "not two vLLM replicas"
+    for step in read_steps(run_dir / "rollouts"):
+        # verl's balance logs the mean tokens per rank: the step's tokens over the ranks' count
+        tokens = sum(r["sequence_length"] for r in [*step.rows, *step.padding])
+        data = metrics[step.step]
+        assert tokens / data["global_seqlen/mean"] == pytest.approx(RANKS)
+        assert (
+            data["global_seqlen/balanced_min"]
+            <= data["global_seqlen/mean"]
+            <= data["global_seqlen/balanced_max"]
+        )
 
 
 def test_the_budget_and_the_grouping_are_the_planners(two_ranks):

@@ -28,8 +28,8 @@ def rollout_fields(
     tags: list[dict],
 ) -> dict[str, list]:
     """Per rollout: its prompt group, the advantage the actor trained on (one value per response),
-    the length-normalised log-likelihood sharpening used, its length, and whether verl padded it in.
-    Enough to recompute every advantage of the step from the dump alone."""
+    the length-normalised log-likelihood sharpening used, its lengths, and whether verl padded it
+    in. Enough to recompute every advantage of the step from the dump alone."""
     mask = response_mask.to(torch.float64)
     length = mask.sum(dim=-1)
     per_token = (advantages.to(torch.float64) * mask).sum(dim=-1) / length.clamp_min(1)
@@ -39,6 +39,8 @@ def rollout_fields(
         "advantage": per_token.tolist(),
         "seq_log_prob": seq_log_prob.tolist(),
         "response_length": length.long().tolist(),
+        # prompt + response tokens, as verl's tag has it for balancing the ranks' shares
+        "sequence_length": [tag.get("seq_len") for tag in tags],
         "is_padding": [bool(tag.get("is_padding", False)) for tag in tags],
     }
 
@@ -47,6 +49,7 @@ def rollout_fields(
 class DumpedStep:
     step: int
     rows: list[dict]  # the rollouts, verl's padding rows left out
+    padding: list[dict]  # verl's padding rows
 
     @property
     def rollouts_per_prompt(self) -> Counter:
@@ -57,7 +60,9 @@ def read_step(path: Path) -> DumpedStep:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if rows and "advantage" not in rows[0]:
         raise ValueError(f"{path} has no XRPO fields: it was not dumped by XRPO's trainer")
-    return DumpedStep(int(path.stem), [r for r in rows if not r["is_padding"]])
+    return DumpedStep(
+        int(path.stem), [r for r in rows if not r["is_padding"]], [r for r in rows if r["is_padding"]]
+    )
 
 
 def read_steps(folder: Path) -> list[DumpedStep]:

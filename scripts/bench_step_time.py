@@ -1,0 +1,92 @@
+"""XRPO's step time against GRPO's on the main job, with and without CPU mode's token-budgeted
+micro-batches: a benchmark (it prints figures and ratios), not a test.
+
+    python scripts/bench_step_time.py OUT [--steps 12] [--rounds 1]
+
+Runs the main job (``python -m recipe.xrpo.scale_model.train``) for GRPO and XRPO, once with the
+CPU preset as it is and once with ``actor_rollout_ref.actor.use_dynamic_bsz=false`` (one padded
+micro-batch per step, the preset before), interleaved so that both estimators of a pair see the
+same machine; every run trains the same warm-started model (built once, in OUT/model). Medians
+over steps 2..N (step 1 warms up). Finished runs are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from recipe.xrpo.scale_model.train import ScaleModelRun
+from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
+
+PARTS = ("step", "gen", "old_log_prob", "update_actor")
+SETTINGS = {
+    "dynamic micro-batches (CPU preset)": [],
+    "one padded micro-batch": ["actor_rollout_ref.actor.use_dynamic_bsz=false"],
+}
+
+
+def run(folder: Path, model: Path, estimator: str, steps: int, overrides: list[str]) -> Path:
+    metrics = folder / "metrics.jsonl"
+    summary = folder / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text())["exit_code"] == 0:
+        return metrics
+    command = [
+        sys.executable,
+        "-m",
+        "recipe.xrpo.scale_model.train",
+        f"--run-dir={folder}",
+        f"--estimator={estimator}",
+        f"--steps={steps}",
+        f"--model={model}",
+        "--fresh",
+        "--",
+        *overrides,
+    ]
+    print("running:", " ".join(command[2:]), flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return metrics
+
+
+def medians(metrics: Path) -> dict[str, float]:
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    steps = [r["data"] for r in rows if "timing_s/step" in r["data"] and r["step"] >= 2]
+    return {part: statistics.median(d[f"timing_s/{part}"] for d in steps) for part in PARTS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat each pair (new folders)")
+    args = parser.parse_args(argv)
+    model = args.out / "model"
+    if not (model / REPORT_FILE).is_file():
+        build_warm_model_dir(model, PRESETS[ScaleModelRun.warm_start])  # the main job's warm start
+    table: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for round_ in range(args.rounds):
+        for label, overrides in SETTINGS.items():
+            slug = "dynamic" if not overrides else "padded"
+            for estimator in ("grpo", "xrpo"):
+                folder = args.out / f"{slug}-{estimator}-r{round_}"
+                table.setdefault(label, {}).setdefault(estimator, []).append(
+                    medians(run(folder, model, estimator, args.steps, overrides))
+                )
+    print(f"\nmedian seconds of steps 2-{args.steps} (per round: grpo / xrpo = ratio)")
+    print("| setting | part | GRPO | XRPO | XRPO / GRPO |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, by_estimator in table.items():
+        for part in PARTS:
+            grpo = [r[part] for r in by_estimator["grpo"]]
+            xrpo = [r[part] for r in by_estimator["xrpo"]]
+            ratios = ", ".join(f"{x / g:.2f}" for g, x in zip(grpo, xrpo, strict=True))
+            cells = (", ".join(f"{v:.2f}" for v in grpo), ", ".join(f"{v:.2f}" for v in xrpo))
+            print(f"| {label} | {part} | {cells[0]} | {cells[1]} | {ratios} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
