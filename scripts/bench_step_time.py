@@ -19,13 +19,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+# This repository's recipe/ first: as a script, its folder (scripts/) heads sys.path, and verl's
+# wheel installs a top-level `recipe` package of its own.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from recipe.xrpo.scale_model.train import ScaleModelRun
 from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
 
-PARTS = ("step", "gen", "old_log_prob", "update_actor")
-SETTINGS = {
-    "dynamic micro-batches (CPU preset)": [],
-    "one padded micro-batch": ["actor_rollout_ref.actor.use_dynamic_bsz=false"],
+# the table's rows: seconds of the step and its main parts, and the tokens the actor processes
+PARTS = {
+    "step": "timing_s/step",
+    "gen": "timing_s/gen",
+    "old_log_prob": "timing_s/old_log_prob",
+    "update_actor": "timing_s/update_actor",
+    "tokens (prompt + response)": "global_seqlen/mean",
+}
+SETTINGS = {  # folder prefix: (what the table calls it, verl overrides)
+    "dynamic": ("dynamic micro-batches (CPU preset)", []),
+    "padded": ("one padded micro-batch", ["actor_rollout_ref.actor.use_dynamic_bsz=false"]),
 }
 
 
@@ -54,7 +65,7 @@ def run(folder: Path, model: Path, estimator: str, steps: int, overrides: list[s
 def medians(metrics: Path) -> dict[str, float]:
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     steps = [r["data"] for r in rows if "timing_s/step" in r["data"] and r["step"] >= 2]
-    return {part: statistics.median(d[f"timing_s/{part}"] for d in steps) for part in PARTS}
+    return {part: statistics.median(d[key] for d in steps) for part, key in PARTS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,20 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each pair (new folders)")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args(argv)
     model = args.out / "model"
     if not (model / REPORT_FILE).is_file():
         build_warm_model_dir(model, PRESETS[ScaleModelRun.warm_start])  # the main job's warm start
     table: dict[str, dict[str, list[dict[str, float]]]] = {}
     for round_ in range(args.rounds):
-        for label, overrides in SETTINGS.items():
-            slug = "dynamic" if not overrides else "padded"
+        for slug in args.settings:
+            label, overrides = SETTINGS[slug]
             for estimator in ("grpo", "xrpo"):
                 folder = args.out / f"{slug}-{estimator}-r{round_}"
                 table.setdefault(label, {}).setdefault(estimator, []).append(
                     medians(run(folder, model, estimator, args.steps, overrides))
                 )
-    print(f"\nmedian seconds of steps 2-{args.steps} (per round: grpo / xrpo = ratio)")
+    print(f"\nmedians of steps 2-{args.steps}, seconds or tokens (one value per round)")
     print("| setting | part | GRPO | XRPO | XRPO / GRPO |")
     print("| --- | --- | --- | --- | --- |")
     for label, by_estimator in table.items():

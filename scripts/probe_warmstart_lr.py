@@ -13,11 +13,17 @@ the learning rate is too large for where the warm start left the model.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+# This repository's recipe/ first: as a script, its folder (scripts/) heads sys.path, and verl's
+# wheel installs a top-level `recipe` package of its own.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recipe.xrpo.scale_model import tasks
 from recipe.xrpo.scale_model.warmstart import (

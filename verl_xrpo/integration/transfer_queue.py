@@ -47,6 +47,7 @@ def wait_for_prompts(
     timeout_seconds: float,
     partition_id: str = "train",
     poll_seconds: float = 0.2,
+    first_poll_seconds: float = 0.01,
     progress_seconds: float = 60.0,
     label: str = "",
     names: Mapping[str, str] | None = None,
@@ -55,9 +56,12 @@ def wait_for_prompts(
 
     Raises ``PhaseTimeout`` after ``timeout_seconds`` (``algorithm.xrpo.phase_timeout_seconds``),
     naming the prompts still pending or running (``names`` gives each uid a readable label).
+    The poll starts at ``first_poll_seconds`` and backs off to ``poll_seconds``: a phase that ends
+    within a second (small models, the CPU) is seen at once, a long one costs few polls.
     """
     wanted = set(uids)
     started = last_report = time.monotonic()
+    wait = first_poll_seconds
     while True:
         tags = (tq.kv_list(partition_id) or {}).get(partition_id, {})
         status = {uid: tags.get(uid, {}).get("status", "missing") for uid in wanted}
@@ -81,7 +85,8 @@ def wait_for_prompts(
             done = len(wanted) - len(pending)
             logger.info("XRPO %s: %d/%d prompts done after %.0f s", label, done, len(wanted), now - started)
             last_report = now
-        time.sleep(poll_seconds)
+        time.sleep(wait)
+        wait = min(wait * 1.5, poll_seconds)
 
 
 def trajectory_keys(
