@@ -114,6 +114,12 @@ def test_cpu_mode_changes_exactly_the_cpu_preset(monkeypatch):
         "actor_rollout_ref.ref.strategy": "fsdp2",
         "actor_rollout_ref.actor.use_remove_padding": False,
         "actor_rollout_ref.rollout.n_gpus_per_node": 1,
+        # old and ref log-probs, and the critic, follow the actor's token-budgeted micro-batches
+        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz": True,
+        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu": 4096,
+        "actor_rollout_ref.ref.log_prob_use_dynamic_bsz": True,
+        "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": 4096,
+        "critic.use_dynamic_bsz": True,
     }
     assert changed == {**{k: v for k, v in preset.items() if verls.get(k) != v}, **followers}
     assert ours["actor_rollout_ref.actor.strategy"] == "fsdp2"
