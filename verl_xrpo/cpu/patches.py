@@ -102,7 +102,8 @@ def similar_length_partitions(workloads: list[int], k_partitions: int) -> list[l
     order = sorted(range(len(workloads)), key=lambda i: (-workloads[i], i))
     w = np.asarray([workloads[i] for i in order], dtype=np.float64)
     n = len(w)
-    # best[j]: least cost of rows 0..j-1 in the partitions so far; cut[p][j]: where the last one starts
+    # best[j]: least cost of rows 0..j-1 in the partitions so far; cuts[p][j] (start_of in partition
+    # p's pass): where the last of those partitions starts
     best = np.full(n + 1, np.inf)
     best[0] = 0.0
     cuts = []

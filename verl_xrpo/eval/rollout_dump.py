@@ -20,6 +20,11 @@ from verl_xrpo.config import SharpeningConfig
 from verl_xrpo.core.advantage import compute_advantage, sequence_mean_log_prob
 
 
+def is_padding(tag: dict) -> bool:
+    """Whether verl padded this row in to divide the batch among its ranks (not a rollout)."""
+    return bool(tag.get("is_padding", False))
+
+
 def rollout_fields(
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
@@ -41,7 +46,7 @@ def rollout_fields(
         "response_length": length.long().tolist(),
         # prompt + response tokens, as verl's tag has it for balancing the ranks' shares
         "sequence_length": [tag.get("seq_len") for tag in tags],
-        "is_padding": [bool(tag.get("is_padding", False)) for tag in tags],
+        "is_padding": [is_padding(tag) for tag in tags],
     }
 
 

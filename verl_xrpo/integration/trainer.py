@@ -37,7 +37,7 @@ from verl_xrpo.core.advantage import AdvantageResult
 from verl_xrpo.core.bank import BankFileError, ExemplarBank
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.retrieval import make_retriever
-from verl_xrpo.eval.rollout_dump import rollout_fields
+from verl_xrpo.eval.rollout_dump import is_padding, rollout_fields
 from verl_xrpo.integration.checkpoint import (
     BANK_FILE,
     RESUME_FIX,
@@ -57,6 +57,9 @@ from verl_xrpo.integration.request_keys import MANAGER_PATH
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+# the name _padded_fields gives the log-likelihood the rollouts were sampled with
+SAMPLING_LOG_PROBS = "sampling_log_probs"
 
 
 def _settings_line(section: Any, **resolved: Any) -> str:
@@ -175,22 +178,27 @@ class XRPOTrainer(PPOTrainerSync):
             batch = super()._compute_advantage(batch, metrics)
         if call.result is not None:
             # verl pads the batch to its ranks' divisibility with rows of reward 0: not rollouts
-            real = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags])
+            real = torch.tensor([not is_padding(tag) for tag in batch.tags])
             metrics.update(advantage_metrics(call.result, real))
         metrics["timing_s/xrpo_advantage"] = time.perf_counter() - start
         return batch
 
     def _sampling_log_probs(self, batch) -> torch.Tensor | None:
         """The step's old_log_probs (else the rollout engine's), padded as verl's advantage step pads."""
-        data = tq.kv_batch_get(
-            keys=batch.keys,
-            partition_id=batch.partition_id,
-            select_fields=["old_log_probs", "rollout_log_probs"],
-        )
-        for name in ("old_log_probs", "rollout_log_probs"):
-            if name in data:
-                return data.select(name).to_padded_tensor()[name]
-        return None
+        padded = self._padded_fields(batch)
+        return padded.get(SAMPLING_LOG_PROBS, None)
+
+    def _padded_fields(self, batch, *fields: str) -> dict:
+        """``fields`` of the step's rows, padded as verl's advantage step pads them, and the
+        log-likelihood sampling used under the name ``SAMPLING_LOG_PROBS``: old_log_probs when
+        verl recomputed them, else the rollout engine's."""
+        wanted = [*fields, "old_log_probs", "rollout_log_probs"]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=wanted)
+        source = next((name for name in ("old_log_probs", "rollout_log_probs") if name in data), None)
+        padded = data.select(*fields, *([source] if source else [])).to_padded_tensor()
+        if source is not None:
+            padded[SAMPLING_LOG_PROBS] = padded.pop(source)
+        return padded
 
     # ---- rollout dumps (trainer.rollout_data_dir) -------------------------------------------
 
@@ -211,15 +219,11 @@ class XRPOTrainer(PPOTrainerSync):
         super()._dump_generations(inputs, outputs, gts, scores, reward_extra_infos_dict, dump_path)
 
     def _rollout_fields(self, batch, keys: list[str]) -> dict[str, list]:
-        data = tq.kv_batch_get(
-            keys=batch.keys,
-            partition_id=batch.partition_id,
-            select_fields=["uid", "advantages", "response_mask", "old_log_probs", "rollout_log_probs"],
-        )
-        name = "old_log_probs" if "old_log_probs" in data else "rollout_log_probs"
-        padded = data.select("uid", "advantages", "response_mask", name).to_padded_tensor()
+        padded = self._padded_fields(batch, "uid", "advantages", "response_mask")
         uids = padded.pop("uid").tolist()  # as verl's _compute_advantage reads it
-        fields = rollout_fields(padded["advantages"], padded["response_mask"], padded[name], uids, batch.tags)
+        fields = rollout_fields(
+            padded["advantages"], padded["response_mask"], padded[SAMPLING_LOG_PROBS], uids, batch.tags
+        )
         row_of = {key: row for row, key in enumerate(batch.keys)}
         order = [row_of[key] for key in keys]
         return {field: [values[row] for row in order] for field, values in fields.items()}
