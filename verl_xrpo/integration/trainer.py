@@ -60,6 +60,8 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
 # the name _padded_fields gives the log-likelihood the rollouts were sampled with
 SAMPLING_LOG_PROBS = "sampling_log_probs"
+# where it comes from, first present wins: verl's recomputed log-probs, else the rollout engine's
+_SAMPLING_SOURCES = ("old_log_probs", "rollout_log_probs")
 
 
 def _settings_line(section: Any, **resolved: Any) -> str:
@@ -192,9 +194,9 @@ class XRPOTrainer(PPOTrainerSync):
         """``fields`` of the step's rows, padded as verl's advantage step pads them, and the
         log-likelihood sampling used under the name ``SAMPLING_LOG_PROBS``: old_log_probs when
         verl recomputed them, else the rollout engine's."""
-        wanted = [*fields, "old_log_probs", "rollout_log_probs"]
+        wanted = [*fields, *_SAMPLING_SOURCES]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=wanted)
-        source = next((name for name in ("old_log_probs", "rollout_log_probs") if name in data), None)
+        source = next((name for name in _SAMPLING_SOURCES if name in data), None)
         padded = data.select(*fields, *([source] if source else [])).to_padded_tensor()
         if source is not None:
             padded[SAMPLING_LOG_PROBS] = padded.pop(source)
