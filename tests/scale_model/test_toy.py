@@ -52,16 +52,38 @@ def test_rows_follow_verls_layout_and_are_reproducible(tmp_path):
     assert list(frame["reward_model"].iloc[0].keys()) == ["style", "ground_truth"]
 
 
+def _right(row: dict) -> bool:
+    solution, truth = row["extra_info"]["solution"], row["reward_model"]["ground_truth"]
+    return compute_score(row["data_source"], solution, truth)["acc"]
+
+
 def test_chain_solutions_are_right_except_the_warm_starts_slips():
-    for row in tasks.generate_rows(tasks.CHAIN, "val", 200, seed=1):
-        solution, truth = row["extra_info"]["solution"], row["reward_model"]["ground_truth"]
-        assert compute_score(row["data_source"], solution, truth)["acc"]
-    warm = tasks.generate_rows(tasks.CHAIN, "sft", 2000, seed=1, warm_start=True)
-    right = [
-        compute_score(r["data_source"], r["extra_info"]["solution"], r["reward_model"]["ground_truth"])["acc"]
-        for r in warm
-    ]
-    assert 0.6 < sum(right) / len(right) < 0.95  # slips leave headroom, most chains are still right
+    assert all(_right(row) for row in tasks.generate_rows(tasks.CHAIN, "val", 200, seed=1))
+    warm = tasks.generate_rows(tasks.CHAIN, "sft", 2000, seed=1, warm_start="skill")
+    assert all(" = " in r["extra_info"]["solution"] for r in warm)  # every skill chain is stepwise
+    right = sum(map(_right, warm)) / len(warm)
+    assert 0.6 < right < 0.95  # slips leave headroom, most chains are still right
+
+
+def test_the_warm_starts_habit_answers_longer_chains_mostly_at_once():
+    habit = tasks.generate_rows(tasks.CHAIN, "habit", 4000, seed=1, warm_start="habit")
+    for level in tasks.CHAIN_LEVELS:
+        rows = [r for r in habit if r["extra_info"]["difficulty"] == level.name]
+        stepwise = [r for r in rows if " = " in r["extra_info"]["solution"]]
+        assert abs(len(stepwise) / len(rows) - level.stepwise_share) < 0.06, level.name
+        assert sum(map(_right, stepwise)) / len(stepwise) > 0.9  # worked step by step: nearly always right
+        at_once = [r for r in rows if r not in stepwise]
+        assert all(r["extra_info"]["solution"].startswith(tasks.AT_ONCE_PREFIX) for r in at_once)
+        off = [
+            abs(int(extract_answer(r["extra_info"]["solution"])) - int(r["reward_model"]["ground_truth"]))
+            for r in at_once
+        ]
+        assert max(off) <= level.guess_spread and (level.guess_spread == 0 or max(off) > 0)
+
+
+def test_an_unknown_warm_start_style_is_refused():
+    with pytest.raises(ValueError, match="warm_start"):
+        tasks.generate_rows(tasks.CHAIN, "sft", 10, seed=0, warm_start="slips")
 
 
 def test_the_hard_pool_is_kept_out_of_the_warm_starts_data():
@@ -72,8 +94,9 @@ def test_the_hard_pool_is_kept_out_of_the_warm_starts_data():
         if r["extra_info"]["difficulty"] == "hard"
     ]
     assert hard and all(any(q in r["extra_info"]["question"] for q in pool) for r in hard)
-    warm = tasks.generate_rows(tasks.CHAIN, "sft", 2000, seed=2, warm_start=True)
-    assert not any(q in r["extra_info"]["question"] for r in warm for q in pool)
+    for style in tasks.WARM_START_STYLES:
+        warm = tasks.generate_rows(tasks.CHAIN, "sft", 2000, seed=2, warm_start=style)
+        assert not any(q in r["extra_info"]["question"] for r in warm for q in pool)
 
 
 @pytest.mark.parametrize(
@@ -122,13 +145,18 @@ def test_extract_answer_prefers_the_answer_prefix():
 
 
 def test_warm_start_learns_the_answer_format(tmp_path, capsys):
-    report = build_warm_model_dir(tmp_path, WarmStartSettings(steps=150, train_examples=500, log_every=100))
+    settings = WarmStartSettings(
+        steps=100, train_examples=500, habit_steps=50, habit_examples=500, log_every=50
+    )
+    report = build_warm_model_dir(tmp_path, settings)
     progress = capsys.readouterr().out
-    # long warm starts say where they are; the last step is the final report's, not a progress line
-    assert "warm start step 100/150" in progress and "step 150/150" not in progress
+    # long warm starts say where they are, through both stages; the last step is the final
+    # report's, not a progress line
+    assert "warm start step 50/150" in progress and "warm start step 100/150" in progress
+    assert "step 150/150" not in progress
     assert report.final_loss < 1.5  # from about 6 nats (log of the vocabulary) at random init
     assert set(report.heldout_accuracy) == {"all"} | {level.name for level in tasks.CHAIN_LEVELS}
-    assert json.loads((tmp_path / REPORT_FILE).read_text())["settings"]["steps"] == 150
+    assert json.loads((tmp_path / REPORT_FILE).read_text())["settings"]["habit_steps"] == 50
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert loaded.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith(
         "<|im_start|>"
@@ -136,7 +164,7 @@ def test_warm_start_learns_the_answer_format(tmp_path, capsys):
 
 
 def test_seeded_examples_hold_the_first_step_of_a_hard_chain(toy_tokenizer):
-    rows = tasks.generate_rows(tasks.CHAIN, "sft", 400, seed=0, warm_start=True)
+    rows = tasks.generate_rows(tasks.CHAIN, "sft", 400, seed=0, warm_start="skill")
     seeded = seeded_examples(rows, 0.5, toy_tokenizer, 400, seed=0)
     assert 150 <= len(seeded) <= 200
     hard = [r for r in seeded if r["extra_info"]["difficulty"] == "hard"]

@@ -36,21 +36,31 @@ class Level:
     name: str
     share: float  # of the rows
     terms: int
-    # Per addition step, how often the warm start's data slips (a wrong sum carried on): the
-    # headroom RL can remove. Only the warm start's data slips; training and validation rows
-    # carry the true answer.
+    # The warm start learns in two stages (``warmstart.py``). Its skill data works every chain step
+    # by step, and a step slips (a wrong sum carried on) this often:
     slip: float
+    # Its habit data works this share of the chains step by step (rarely slipping, ``HABIT_SLIP``)
+    # and states the answer of the rest at once, off by up to ``guess_spread`` (0: always right).
+    # Which way to answer is a habit, not a skill: RL can move it, and what it learns on one level
+    # carries to the others. Training and validation rows carry the true stepwise solution.
+    stepwise_share: float
+    guess_spread: int
     two_digit_start: bool = False  # the chain starts with a pair from the hard pool
 
 
-# Short chains almost never slip (prompts RL cannot improve: all-correct groups); longer ones slip
-# often (mixed groups: what RL learns from); the hard level mostly fails.
+# Two-term chains are nearly always worked step by step and right (prompts RL cannot improve:
+# all-correct groups); longer ones are right when worked step by step, which the warm start does
+# now and then (mixed groups: what RL learns from); the hard level mostly fails: its first step
+# adds two two-digit numbers the warm start never saw together, and its guesses are far off.
 CHAIN_LEVELS = (
-    Level("k2", 0.25, 2, 0.05),
-    Level("k3", 0.25, 3, 0.20),
-    Level("k4", 0.20, 4, 0.20),
-    Level("hard", 0.30, 3, 0.10, two_digit_start=True),
+    Level("k2", 0.25, 2, 0.05, stepwise_share=0.9, guess_spread=0),
+    Level("k3", 0.25, 3, 0.20, stepwise_share=0.3, guess_spread=3),
+    Level("k4", 0.30, 4, 0.20, stepwise_share=0.15, guess_spread=3),
+    Level("hard", 0.20, 3, 0.10, stepwise_share=0.1, guess_spread=10, two_digit_start=True),
 )
+HABIT_SLIP = 0.01
+AT_ONCE_PREFIX = "The sum is "
+WARM_START_STYLES = ("skill", "habit")  # the warm start's two kinds of data (``chain_rows``)
 HARD_POOL_SIZE = 24  # distinct two-digit starting pairs shared by the hard prompts of every split
 
 
@@ -136,8 +146,28 @@ def chain_solution(terms: list[int], slip: float = 0.0, rng: random.Random | Non
     return " ".join(steps) + f" {ANSWER_PREFIX}{total}."
 
 
-def chain_rows(split: str, size: int, seed: int, warm_start: bool = False) -> list[dict[str, Any]]:
-    """``size`` chain rows; ``warm_start`` rows have slipping solutions and no hard-pool pair."""
+def guessed_solution(terms: list[int], spread: int, rng: random.Random) -> str:
+    """An answer stated at once, off by up to ``spread`` (never below 0).
+
+    Its words differ from the stepwise solution's last sentence, so that a stepwise answer stays a
+    copy of the last running sum rather than a guess (the reward reads the number either way).
+    """
+    return f"{AT_ONCE_PREFIX}{max(sum(terms) + rng.randint(-spread, spread), 0)}."
+
+
+def habit_solution(terms: list[int], level: Level, rng: random.Random) -> str:
+    """The warm start's habit on ``level``: stepwise (rarely slipping) or an answer at once."""
+    if rng.random() < level.stepwise_share:
+        return chain_solution(terms, HABIT_SLIP, rng)
+    return guessed_solution(terms, level.guess_spread, rng)
+
+
+def chain_rows(split: str, size: int, seed: int, warm_start: str | None = None) -> list[dict[str, Any]]:
+    """``size`` chain rows with true stepwise solutions, or the warm start's (``WARM_START_STYLES``):
+    ``skill`` solutions slip now and then, ``habit`` ones follow the level's habit; neither holds a
+    hard-pool pair."""
+    if warm_start not in (None, *WARM_START_STYLES):
+        raise ValueError(f"warm_start={warm_start!r}: use None or one of {WARM_START_STYLES}")
     rng = random.Random(f"{split}-{seed}")
     pool = hard_pool()
     rows = []
@@ -145,7 +175,10 @@ def chain_rows(split: str, size: int, seed: int, warm_start: bool = False) -> li
     for level, count in zip(CHAIN_LEVELS, counts, strict=True):
         for _ in range(count):
             terms = chain_terms(level, rng, pool, in_pool=not warm_start)
-            solution = chain_solution(terms, level.slip if warm_start else 0.0, rng)
+            if warm_start == "habit":
+                solution = habit_solution(terms, level, rng)
+            else:
+                solution = chain_solution(terms, level.slip if warm_start else 0.0, rng)
             rows.append(
                 _row(
                     CHAIN_SOURCE,
@@ -191,9 +224,10 @@ def reasoning_gym_rows(spec: TaskSpec, split: str, size: int, seed: int) -> list
 
 
 def generate_rows(
-    task: TaskSpec | str, split: str, size: int, seed: int, warm_start: bool = False
+    task: TaskSpec | str, split: str, size: int, seed: int, warm_start: str | None = None
 ) -> list[dict]:
-    """``size`` rows of ``task``; the same arguments give the same rows."""
+    """``size`` rows of ``task``; the same arguments give the same rows. ``warm_start`` (one of
+    ``WARM_START_STYLES``) asks for the warm start's data of a task family that has it."""
     spec = TaskSpec.parse(task) if isinstance(task, str) else task
     if spec.family == CHAIN:
         return chain_rows(split, size, seed, warm_start=warm_start)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from recipe.xrpo.scale_model import tasks
 from recipe.xrpo.scale_model.model import toy_qwen2_config
@@ -51,6 +51,13 @@ class WarmStartSettings:
     seed: int = 0
     # Every this many steps, print the loss and held-out greedy accuracy (0: only at the end).
     log_every: int = 0
+    # The second stage: this many steps at a constant rate on the habit data (``tasks.Level``:
+    # some chains worked step by step, the rest answered at once), with a share of seeded examples
+    # so the model keeps reading exemplars. 0: one stage, the skill data only.
+    habit_steps: int = 0
+    habit_learning_rate: float = 5e-4
+    habit_examples: int = 16000
+    habit_seeded_share: float = 0.1
 
 
 # The main job's quick warm start, and the comparison's larger one (a few million parameters cost
@@ -61,6 +68,8 @@ PRESETS = {
     # memorising which training chains slipped, and a low final rate so it settles: RL then
     # removes slips from a model that knows the steps (WarmStartSettings' floor note still holds:
     # 3e-4 is above the RL learning rates of configs/scale_model.yaml).
+    # Then a habit stage teaches it to answer most longer chains at once, which is usually wrong:
+    # RL's headroom is the habit (working step by step), which every level shares.
     "scale": WarmStartSettings(
         hidden_size=128,
         layers=4,
@@ -68,6 +77,7 @@ PRESETS = {
         train_examples=48000,
         final_learning_rate=3e-4,
         log_every=500,
+        habit_steps=400,
     ),
 }
 
@@ -78,6 +88,7 @@ class WarmStartReport:
     heldout_accuracy: dict[str, float]
     final_loss: float
     seconds: float
+    skill_model: str | None = None  # the skill stage's model, when it was not trained here
 
 
 def seeded_examples(rows: list[dict], share: float, tokenizer, max_tokens: int, seed: int) -> list[dict]:
@@ -149,40 +160,110 @@ def response_loss(model: Qwen2ForCausalLM, ids, attention, response_mask) -> tor
 
 @torch.no_grad()
 def greedy_exact_match(model: Qwen2ForCausalLM, ids, attention, response_mask) -> torch.Tensor:
-    """Per row: would greedy decoding produce exactly the solution? (every response token argmax)."""
+    """Per row: once the solution's first token is given, would greedy decoding write the rest of it?
+
+    The first token is left out because it is the habit (work step by step, or answer at once),
+    not the skill: this measures how well the model works a chain once it has begun to.
+    """
     predicted = model(input_ids=ids, attention_mask=attention).logits[:, :-1].argmax(-1)
-    wrong = (predicted != ids[:, 1:]) & response_mask[:, 1:]
+    scored = response_mask[:, 1:].clone()
+    scored[torch.arange(len(ids)), response_mask.int().argmax(dim=1) - 1] = False  # the first token
+    wrong = (predicted != ids[:, 1:]) & scored
     return ~wrong.any(dim=1)
 
 
-def build_warm_model_dir(path: str | Path, settings: WarmStartSettings | None = None) -> WarmStartReport:
-    """Write a warm-started model folder to ``path``; returns what it reached."""
+def build_warm_model_dir(
+    path: str | Path, settings: WarmStartSettings | None = None, skill_model: str | Path | None = None
+) -> WarmStartReport:
+    """Write a warm-started model folder to ``path``; returns what it reached.
+
+    ``skill_model``: a model folder that has been through the skill stage already (weights and
+    tokenizer); only the habit stage runs, from it.
+    """
     settings = settings or WarmStartSettings()
+    if skill_model is not None and not settings.habit_steps:
+        raise ValueError("a skill model was given, but these settings have no habit stage (habit_steps=0)")
     started = time.perf_counter()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     rows = tasks.generate_rows(
-        settings.task, "sft", settings.train_examples, seed=10_000 + settings.seed, warm_start=True
+        settings.task, "sft", settings.train_examples, seed=10_000 + settings.seed, warm_start="skill"
     )
     heldout = tasks.generate_rows(settings.task, "sft_heldout", 256, seed=20_000 + settings.seed)
-    tokenizer = build_toy_tokenizer(corpus=tokenizer_corpus(rows))
+    if skill_model is None:
+        tokenizer = build_toy_tokenizer(corpus=tokenizer_corpus(rows))
+        model = Qwen2ForCausalLM(toy_qwen2_config(tokenizer, settings.hidden_size, settings.layers))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(skill_model)
+        model = Qwen2ForCausalLM.from_pretrained(skill_model)
     seeded = seeded_examples(
         rows, settings.seeded_share, tokenizer, settings.seeded_prompt_tokens, settings.seed
     )
-    # Seeded examples are three times as long: batched apart, they do not pad the short ones.
-    pools = [encode_examples(tokenizer, pool) for pool in (rows, seeded) if pool]
-    sizes = torch.tensor([len(pool[0]) for pool in pools], dtype=torch.float)
-    model = Qwen2ForCausalLM(toy_qwen2_config(tokenizer, settings.hidden_size, settings.layers))
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=settings.steps, eta_min=settings.final_learning_rate
     )
     generator = torch.Generator().manual_seed(settings.seed)
+
+    def log(step: int, loss: float) -> None:
+        if settings.log_every and step % settings.log_every == 0 and step < last_step:
+            _log_progress(step, last_step, loss, heldout_accuracy(model.eval(), tokenizer, heldout), started)
+
+    last_step = settings.steps + settings.habit_steps
+    loss = float("nan")
+    if skill_model is None:
+        loss = train_steps(model, optimizer, schedule, [rows, seeded], settings, tokenizer, generator, log)
+    if settings.habit_steps:
+        habit = tasks.generate_rows(
+            settings.task, "habit", settings.habit_examples, seed=30_000 + settings.seed, warm_start="habit"
+        )
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.habit_learning_rate, weight_decay=0.0)
+        pools = [habit, seeded]
+        shares = [1 - settings.habit_seeded_share, settings.habit_seeded_share]
+        loss = train_steps(
+            model, optimizer, None, pools, settings, tokenizer, generator, log, shares, settings.steps
+        )
+    model.eval()
+    accuracy = heldout_accuracy(model, tokenizer, heldout)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    report = WarmStartReport(
+        settings, accuracy, loss, time.perf_counter() - started, str(skill_model) if skill_model else None
+    )
+    (path / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2))
+    return report
+
+
+def train_steps(
+    model: Qwen2ForCausalLM,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None,
+    pools: list[list[dict]],
+    settings: WarmStartSettings,
+    tokenizer: PreTrainedTokenizerFast,
+    generator: torch.Generator,
+    log,
+    shares: list[float] | None = None,
+    first_step: int = 0,
+) -> float:
+    """Supervised steps on batches drawn from ``pools`` (by ``shares``, else by size); the last loss.
+
+    Each batch comes from one pool: seeded examples are three times as long, and batched apart
+    they do not pad the short ones.
+    """
+    encoded = [encode_examples(tokenizer, pool) for pool in pools if pool]
+    weights = (
+        [len(pool) for pool in pools if pool]
+        if shares is None
+        else [share for share, pool in zip(shares, pools, strict=True) if pool]
+    )
+    weights = torch.tensor(weights, dtype=torch.float)
+    steps = settings.habit_steps if first_step else settings.steps
     loss = torch.tensor(float("nan"))
     model.train()
-    for step in range(1, settings.steps + 1):
-        ids, attention, response_mask = pools[int(torch.multinomial(sizes, 1, generator=generator))]
+    for step in range(first_step + 1, first_step + steps + 1):
+        ids, attention, response_mask = encoded[int(torch.multinomial(weights, 1, generator=generator))]
         batch = torch.randint(len(ids), (settings.batch_size,), generator=generator)
         width = int(attention[batch].sum(dim=1).max())
         loss = response_loss(
@@ -191,34 +272,24 @@ def build_warm_model_dir(path: str | Path, settings: WarmStartSettings | None = 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        schedule.step()
-        if settings.log_every and step % settings.log_every == 0 and step < settings.steps:
-            _log_progress(
-                step, settings, loss.item(), heldout_accuracy(model.eval(), tokenizer, heldout), started
-            )
-            model.train()
-    model.eval()
-    accuracy = heldout_accuracy(model, tokenizer, heldout)
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    report = WarmStartReport(settings, accuracy, loss.item(), time.perf_counter() - started)
-    (path / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2))
-    return report
+        if schedule is not None:
+            schedule.step()
+        log(step, loss.item())
+        model.train()
+    return loss.item()
 
 
-def _log_progress(
-    step: int, settings: WarmStartSettings, loss: float, accuracy: dict, started: float
-) -> None:
+def _log_progress(step: int, last_step: int, loss: float, accuracy: dict, started: float) -> None:
     shares = " ".join(f"{k} {v:.2f}" for k, v in accuracy.items())
     elapsed = time.perf_counter() - started
     print(
-        f"warm start step {step}/{settings.steps} ({elapsed:.0f} s): loss {loss:.3f}, greedy {shares}",
+        f"warm start step {step}/{last_step} ({elapsed:.0f} s): loss {loss:.3f}, greedy {shares}",
         flush=True,
     )
 
 
 def heldout_accuracy(model: Qwen2ForCausalLM, tokenizer, rows: list[dict]) -> dict[str, float]:
-    """Greedy exact match of the reference solution, overall and per difficulty."""
+    """Greedy exact match of the reference solution after its first token, overall and per difficulty."""
     ids, attention, response_mask = encode_examples(tokenizer, rows)
     correct = greedy_exact_match(model, ids, attention, response_mask)
     levels = [row["extra_info"]["difficulty"] for row in rows]
@@ -235,9 +306,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     parser.add_argument("--task", default=None, help="task family (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--skill-model",
+        type=Path,
+        default=None,
+        help="a model folder that has had the skill stage: run only the habit stage, from it",
+    )
     args = parser.parse_args(argv)
     settings = replace(PRESETS[args.preset], seed=args.seed, task=args.task or PRESETS[args.preset].task)
-    report = build_warm_model_dir(args.path, settings)
+    try:
+        report = build_warm_model_dir(args.path, settings, args.skill_model)
+    except ValueError as error:
+        parser.error(str(error))
     shares = ", ".join(f"{k} {v:.0%}" for k, v in report.heldout_accuracy.items())
     print(f"warm-started model in {args.path} ({report.seconds:.0f} s): greedy accuracy {shares}")
     return 0
