@@ -163,6 +163,11 @@ def test_warm_start_learns_the_answer_format(tmp_path, capsys):
     )
 
 
+def test_a_skill_model_without_a_habit_stage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="habit_steps"):
+        build_warm_model_dir(tmp_path, WarmStartSettings(habit_steps=0), skill_model=tmp_path)
+
+
 def test_seeded_examples_hold_the_first_step_of_a_hard_chain(toy_tokenizer):
     rows = tasks.generate_rows(tasks.CHAIN, "sft", 400, seed=0, warm_start="skill")
     seeded = seeded_examples(rows, 0.5, toy_tokenizer, 400, seed=0)

@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -213,7 +214,9 @@ def build_warm_model_dir(
     last_step = settings.steps + settings.habit_steps
     loss = float("nan")
     if skill_model is None:
-        loss = train_steps(model, optimizer, schedule, [rows, seeded], settings, tokenizer, generator, log)
+        loss = train_steps(
+            model, optimizer, schedule, [rows, seeded], None, settings, tokenizer, generator, log
+        )
     if settings.habit_steps:
         habit = tasks.generate_rows(
             settings.task, "habit", settings.habit_examples, seed=30_000 + settings.seed, warm_start="habit"
@@ -222,7 +225,7 @@ def build_warm_model_dir(
         pools = [habit, seeded]
         shares = [1 - settings.habit_seeded_share, settings.habit_seeded_share]
         loss = train_steps(
-            model, optimizer, None, pools, settings, tokenizer, generator, log, shares, settings.steps
+            model, optimizer, None, pools, shares, settings, tokenizer, generator, log, settings.steps
         )
     model.eval()
     accuracy = heldout_accuracy(model, tokenizer, heldout)
@@ -240,14 +243,15 @@ def train_steps(
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler | None,
     pools: list[list[dict]],
+    shares: list[float] | None,
     settings: WarmStartSettings,
     tokenizer: PreTrainedTokenizerFast,
     generator: torch.Generator,
-    log,
-    shares: list[float] | None = None,
+    log: Callable[[int, float], None],
     first_step: int = 0,
 ) -> float:
-    """Supervised steps on batches drawn from ``pools`` (by ``shares``, else by size); the last loss.
+    """One stage's supervised steps on batches drawn from ``pools`` (by ``shares``, else by size);
+    the last loss. The skill stage starts at step 0, the habit stage after it (``first_step``).
 
     Each batch comes from one pool: seeded examples are three times as long, and batched apart
     they do not pad the short ones.
@@ -259,7 +263,7 @@ def train_steps(
         else [share for share, pool in zip(shares, pools, strict=True) if pool]
     )
     weights = torch.tensor(weights, dtype=torch.float)
-    steps = settings.habit_steps if first_step else settings.steps
+    steps = settings.habit_steps if first_step else settings.steps  # the stage's length
     loss = torch.tensor(float("nan"))
     model.train()
     for step in range(first_step + 1, first_step + steps + 1):
