@@ -201,10 +201,6 @@ def build_warm_model_dir(
     seeded = seeded_examples(
         rows, settings.seeded_share, tokenizer, settings.seeded_prompt_tokens, settings.seed
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=settings.steps, eta_min=settings.final_learning_rate
-    )
     generator = torch.Generator().manual_seed(settings.seed)
 
     def log(step: int, loss: float) -> None:
@@ -214,8 +210,21 @@ def build_warm_model_dir(
     last_step = settings.steps + settings.habit_steps
     loss = float("nan")
     if skill_model is None:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=settings.steps, eta_min=settings.final_learning_rate
+        )
         loss = train_steps(
-            model, optimizer, schedule, [rows, seeded], None, settings, tokenizer, generator, log
+            model,
+            optimizer,
+            schedule,
+            [rows, seeded],
+            None,
+            settings.steps,
+            settings,
+            tokenizer,
+            generator,
+            log,
         )
     if settings.habit_steps:
         habit = tasks.generate_rows(
@@ -225,7 +234,17 @@ def build_warm_model_dir(
         pools = [habit, seeded]
         shares = [1 - settings.habit_seeded_share, settings.habit_seeded_share]
         loss = train_steps(
-            model, optimizer, None, pools, shares, settings, tokenizer, generator, log, settings.steps
+            model,
+            optimizer,
+            None,
+            pools,
+            shares,
+            settings.habit_steps,
+            settings,
+            tokenizer,
+            generator,
+            log,
+            first_step=settings.steps,
         )
     model.eval()
     accuracy = heldout_accuracy(model, tokenizer, heldout)
@@ -244,14 +263,15 @@ def train_steps(
     schedule: torch.optim.lr_scheduler.LRScheduler | None,
     pools: list[list[dict]],
     shares: list[float] | None,
+    steps: int,
     settings: WarmStartSettings,
     tokenizer: PreTrainedTokenizerFast,
     generator: torch.Generator,
     log: Callable[[int, float], None],
     first_step: int = 0,
 ) -> float:
-    """One stage's supervised steps on batches drawn from ``pools`` (by ``shares``, else by size);
-    the last loss. The skill stage starts at step 0, the habit stage after it (``first_step``).
+    """One stage's ``steps`` supervised steps on batches drawn from ``pools`` (by ``shares``, else
+    by size); the last loss. Steps are numbered from ``first_step`` on, for the progress lines.
 
     Each batch comes from one pool: seeded examples are three times as long, and batched apart
     they do not pad the short ones.
@@ -263,7 +283,6 @@ def train_steps(
         else [share for share, pool in zip(shares, pools, strict=True) if pool]
     )
     weights = torch.tensor(weights, dtype=torch.float)
-    steps = settings.habit_steps if first_step else settings.steps  # the stage's length
     loss = torch.tensor(float("nan"))
     model.train()
     for step in range(first_step + 1, first_step + steps + 1):
