@@ -120,9 +120,15 @@ def test_cpu_mode_changes_exactly_the_cpu_preset(monkeypatch):
         "actor_rollout_ref.ref.log_prob_use_dynamic_bsz": True,
         "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": 4096,
         "critic.use_dynamic_bsz": True,
+        # a distillation teacher would generate in the rollout's dtype
+        "distillation.teacher_models.teacher_model.inference.dtype": "float32",
     }
     assert changed == {**{k: v for k, v in preset.items() if verls.get(k) != v}, **followers}
     assert ours["actor_rollout_ref.actor.strategy"] == "fsdp2"
+    # bf16 matmuls are ~50x slower than fp32 on a CPU without bf16 units: CPU mode computes in fp32
+    for role in ("actor", "ref"):
+        assert ours[f"actor_rollout_ref.{role}.fsdp_config.mixed_precision.param_dtype"] == "fp32"
+    assert ours["actor_rollout_ref.rollout.dtype"] == "float32"
     # the user's word still wins over the preset
     assert compose_verl([*overrides, "trainer.n_gpus_per_node=2"]).trainer.n_gpus_per_node == 2
 
