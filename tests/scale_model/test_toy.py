@@ -15,6 +15,7 @@ from recipe.xrpo.scale_model.warmstart import (
     REPORT_FILE,
     WarmStartSettings,
     build_warm_model_dir,
+    main,
     seeded_examples,
 )
 
@@ -166,6 +167,14 @@ def test_warm_start_learns_the_answer_format(tmp_path, capsys):
 def test_a_skill_model_without_a_habit_stage_is_refused(tmp_path):
     with pytest.raises(ValueError, match="habit_steps"):
         build_warm_model_dir(tmp_path, WarmStartSettings(habit_steps=0), skill_model=tmp_path)
+
+
+def test_the_command_line_refuses_a_skill_model_in_one_line_before_building(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main([str(tmp_path / "out"), "--preset", "demo", "--skill-model", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "--skill-model: the 'demo' preset has no habit stage" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_seeded_examples_hold_the_first_step_of_a_hard_chain(toy_tokenizer):

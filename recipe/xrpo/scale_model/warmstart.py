@@ -337,10 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = replace(PRESETS[args.preset], seed=args.seed, task=args.task or PRESETS[args.preset].task)
-    try:
-        report = build_warm_model_dir(args.path, settings, args.skill_model)
-    except ValueError as error:
-        parser.error(str(error))
+    if args.skill_model is not None and not settings.habit_steps:
+        parser.error(f"--skill-model: the {args.preset!r} preset has no habit stage to run from it")
+    report = build_warm_model_dir(args.path, settings, args.skill_model)
     shares = ", ".join(f"{k} {v:.0%}" for k, v in report.heldout_accuracy.items())
     print(f"warm-started model in {args.path} ({report.seconds:.0f} s): greedy accuracy {shares}")
     return 0
