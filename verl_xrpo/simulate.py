@@ -16,6 +16,7 @@ reward variance (mixed groups: the only ones with a non-zero GRPO advantage):
 
     python -m verl_xrpo.simulate                      # every built-in mixture, a table of medians
     python -m verl_xrpo.simulate --rates rates.json   # per-prompt success rates recorded elsewhere
+    python -m verl_xrpo.simulate --rates train_eval.json  # or ``verl_xrpo.eval``'s output (pooled if several)
 
 No model and no GPU: a few seconds. Figures and their reading are in ``docs/benchmarks.md``.
 """
@@ -66,6 +67,21 @@ class Recorded:
 
     def draw(self, size: int, rng: np.random.Generator) -> np.ndarray:
         return rng.choice(self.rates, size=size, replace=True)
+
+
+def load_rates(path: Path) -> np.ndarray:
+    """Per-prompt success rates from a JSON list of probabilities, or from the output of
+    ``python -m verl_xrpo.eval`` (successes per prompt over its samples). ValueError if neither."""
+    data = json.loads(path.read_text())
+    if isinstance(data, dict) and "successes_per_prompt" in data and data.get("samples"):
+        data = [s / data["samples"] for s in data["successes_per_prompt"]]
+    rates = np.asarray(data, dtype=float) if isinstance(data, list) else np.empty(0)
+    if rates.ndim != 1 or len(rates) == 0 or ((rates < 0) | (rates > 1)).any():
+        raise ValueError(
+            f"--rates {path}: expected a JSON list of probabilities, or verl_xrpo.eval output "
+            "(with successes_per_prompt and samples)"
+        )
+    return rates
 
 
 def sample(rates: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
@@ -241,7 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="success probability of a seeded rollout at least (default: %(default)s, seeding never helps)",
     )
-    parser.add_argument("--rates", type=Path, default=None, help="a JSON list of recorded per-prompt rates")
+    parser.add_argument(
+        "--rates",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="recorded per-prompt rates: JSON lists, or verl_xrpo.eval outputs; several are pooled",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
@@ -250,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeded-success must be a probability")
     sources: list[Mixture | Recorded] = list(MIXTURES)
     if args.rates is not None:
-        rates = np.asarray(json.loads(args.rates.read_text()), dtype=float)
-        if rates.ndim != 1 or len(rates) == 0 or ((rates < 0) | (rates > 1)).any():
-            parser.error(f"--rates {args.rates}: expected a JSON list of probabilities")
-        sources.insert(0, Recorded(f"recorded ({args.rates.name}, {len(rates)} prompts)", rates))
+        try:
+            rates = np.concatenate([load_rates(path) for path in args.rates])
+        except (ValueError, OSError) as error:
+            parser.error(str(error))
+        names = ", ".join(path.name for path in args.rates)
+        sources.insert(0, Recorded(f"recorded ({names}, {len(rates)} prompts)", rates))
     print(
         f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws per source, "
         f"medians; seeded rollouts succeed with max(p, {args.seeded_success})"

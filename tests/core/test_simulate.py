@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -60,3 +61,12 @@ def test_recorded_rates_are_read_and_bad_ones_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         simulate.main(["--rates", str(bad)])
     assert "expected a JSON list of probabilities" in capsys.readouterr().err
+
+
+def test_an_evaluation_output_gives_its_per_prompt_success_rates(tmp_path):
+    evaluated = tmp_path / "train_eval.json"
+    evaluated.write_text(json.dumps({"samples": 8, "successes_per_prompt": [0, 2, 8]}))
+    assert simulate.load_rates(evaluated).tolist() == [0.0, 0.25, 1.0]
+    evaluated.write_text(json.dumps({"samples": 8}))
+    with pytest.raises(ValueError, match="successes_per_prompt"):
+        simulate.load_rates(evaluated)
