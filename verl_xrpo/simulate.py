@@ -12,7 +12,12 @@ reward variance (mixed groups: the only ones with a non-zero GRPO advantage):
 - ``oracle``: knows every p and places the same budget (at most ``n_max`` per prompt) to maximise
   the expected rollouts in mixed groups, sum of k (1 - p^k - (1-p)^k), by dynamic programming;
 - ``oracle_after_phase1``: the same, but every prompt first gets ``n_base`` as in XRPO's phase 1,
-  which separates what phase 1 costs from what the later phases' planning leaves.
+  which separates what phase 1 costs from what the later phases' planning leaves;
+- ``xrpo_history`` (only with ``--history``; not built into the trainer): XRPO where each prompt's
+  outcome in the previous epoch is known. A prompt whose previous ``rollout-n`` rollouts all agreed
+  (all failed or all passed) gets ``--history-base`` rollouts in phase 1 and none planned later,
+  as Knapsack-RL and GRESO skip such prompts. The previous epoch's policy differs from this one:
+  its success probability is ``p`` moved by ``N(0, --history-drift)`` on the logit scale.
 
     python -m verl_xrpo.simulate                      # every built-in mixture, a table of medians
     python -m verl_xrpo.simulate --rates rates.json   # per-prompt success rates recorded elsewhere
@@ -107,21 +112,38 @@ def xrpo(
     planning: PlanningConfig,
     seeding: SeedingConfig | None,
     seeded_success: float,
+    skipped: np.ndarray | None = None,
+    skipped_base: int = 0,
 ) -> StepOutcome:
-    """One step as ``integration/phases.py`` runs it, with every prompt's exemplars fitting."""
+    """One step as ``integration/phases.py`` runs it, with every prompt's exemplars fitting.
+
+    ``skipped`` (benchmark only): prompts that get ``skipped_base`` rollouts in phase 1 and are
+    left out of the later phases' planning, unless the other prompts' caps cannot hold the budget.
+    """
     planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
-    rewards = sample(rates, planner.base_counts(len(rates)), rng)
-    budgets = planner.phase_budgets(len(rates))
-    failing = [q for q, r in enumerate(rewards) if not r.any()]
+    skipped = np.zeros(len(rates), dtype=bool) if skipped is None else skipped
+    base = np.where(skipped, skipped_base, planner.base_counts(len(rates)))
+    rewards = sample(rates, base, rng)
+    budgets = split_evenly(len(rates) * rollout_n - int(base.sum()), planning.num_phases - 1)
+    live = np.flatnonzero(~skipped)
+    failing = [q for q in live if not rewards[q].any()]
     reserved = np.zeros(len(rates), dtype=np.int64)
     if seeding is not None and budgets:
         reserved[failing] = planner.seeding_share(len(failing), len(rates), seeding)
     seeded_rates = np.maximum(rates, seeded_success)
     for phase, budget in enumerate(budgets):
-        held = reserved if phase == 0 else np.zeros_like(reserved)
-        extra = planner.plan_phase(rewards, budget - int(held.sum()), step=step, reserved=held).extra + held
+        held = reserved[live] if phase == 0 else np.zeros(len(live), dtype=np.int64)
+        planned = [rewards[q] for q in live]
+        room = int(np.maximum(planner.n_max - np.array([len(r) for r in planned]) - held, 0).sum())
+        extra = np.zeros(len(rates), dtype=np.int64)
+        to_plan = min(budget - int(held.sum()), room)
+        extra[live] = planner.plan_phase(planned, to_plan, step=step, reserved=held).extra + held
+        # what the planned prompts cannot hold goes evenly to the skipped ones
+        overflow = budget - int(extra.sum())
+        if overflow:
+            np.add.at(extra, np.flatnonzero(skipped)[np.arange(overflow) % skipped.sum()], 1)
         # rollouts of prompts that have failed every rollout so far are drawn seeded
-        unsolved = np.array([not r.any() for r in rewards]) & (seeding is not None)
+        unsolved = np.array([not r.any() for r in rewards]) & (seeding is not None) & ~skipped
         phase_rates = np.where(unsolved, seeded_rates, rates)
         rewards = [
             np.concatenate([r, more])
@@ -129,6 +151,26 @@ def xrpo(
         ]
     seeded = int((reserved[failing] > 0).sum()) if failing else 0
     return StepOutcome(rewards, failed_phase_one=len(failing), seeded=seeded)
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    share, remainder = divmod(total, parts) if parts else (0, 0)
+    return [share + (1 if i < remainder else 0) for i in range(parts)]
+
+
+@dataclass(frozen=True)
+class History:
+    """What the benchmark assumes of each prompt's previous epoch (``xrpo_history``)."""
+
+    drift: float  # sd of the policy's change between epochs, on the logit scale of p
+    base: int  # phase-1 rollouts of a prompt whose previous rollouts all agreed
+
+    def agreed_before(self, rates: np.ndarray, rollout_n: int, rng: np.random.Generator) -> np.ndarray:
+        """Prompts whose previous epoch's ``rollout_n`` rollouts all failed or all passed."""
+        clipped = np.clip(rates, 1e-6, 1 - 1e-6)
+        logit = np.log(clipped / (1 - clipped)) + rng.normal(0.0, self.drift, len(rates))
+        successes = rng.binomial(rollout_n, 1 / (1 + np.exp(-logit)))
+        return (successes == 0) | (successes == rollout_n)
 
 
 def oracle_counts(rates: np.ndarray, budget: int, n_max: int, n_min: int = 0) -> np.ndarray:
@@ -182,6 +224,7 @@ def benchmark(
     rollout_n: int,
     seeded_success: float,
     seed: int,
+    history: History | None = None,
 ) -> dict[str, dict[str, float]]:
     """Medians over ``draws`` steps; every allocator sees the same prompts in each draw."""
     planning, seeding = PlanningConfig(), SeedingConfig()
@@ -194,6 +237,18 @@ def benchmark(
         # knows p too, but like XRPO gives every prompt n_base first: what planning could reach
         "oracle_after_phase1": lambda r, g, s: oracle(r, rollout_n, g, n_max, planning.n_base),
     }
+    if history is not None:
+        allocators["xrpo_history"] = lambda r, g, s: xrpo(
+            r,
+            rollout_n,
+            g,
+            s,
+            planning,
+            seeding,
+            seeded_success,
+            skipped=history.agreed_before(r, rollout_n, g),
+            skipped_base=history.base,
+        )
     rng = np.random.default_rng(seed)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in allocators}
     for step in range(1, draws + 1):
@@ -264,12 +319,30 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="recorded per-prompt rates: JSON lists, or verl_xrpo.eval outputs; several are pooled",
     )
+    parser.add_argument(
+        "--history", action="store_true", help="add xrpo_history: prompts that agreed last epoch skipped"
+    )
+    parser.add_argument(
+        "--history-drift",
+        type=float,
+        default=0.5,
+        help="policy change between epochs, sd on the logit scale (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history-base",
+        type=int,
+        default=2,
+        help="phase-1 rollouts of a prompt that agreed last epoch (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
     if not 0.0 <= args.seeded_success <= 1.0:
         parser.error("--seeded-success must be a probability")
+    if args.history_drift < 0 or not 0 <= args.history_base <= PlanningConfig().n_base:
+        parser.error(f"--history-drift must be >= 0 and --history-base in 0..{PlanningConfig().n_base}")
+    history = History(args.history_drift, args.history_base) if args.history else None
     sources: list[Mixture | Recorded] = list(MIXTURES)
     if args.rates is not None:
         try:
@@ -284,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     tables = {}
     for source in sources:
-        table = benchmark(source, args.draws, args.prompts, args.rollout_n, args.seeded_success, args.seed)
+        table = benchmark(
+            source, args.draws, args.prompts, args.rollout_n, args.seeded_success, args.seed, history
+        )
         tables[source.name] = table
         print("\n".join(format_table(source.name, table)))
     if args.json is not None:

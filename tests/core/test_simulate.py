@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl_xrpo import simulate
+from verl_xrpo.config import PlanningConfig
 
 
 def expected_useful(rates, counts):
@@ -70,3 +71,44 @@ def test_an_evaluation_output_gives_its_per_prompt_success_rates(tmp_path):
     evaluated.write_text(json.dumps({"samples": 8}))
     with pytest.raises(ValueError, match="successes_per_prompt"):
         simulate.load_rates(evaluated)
+
+
+def test_with_history_prompts_that_agreed_last_epoch_are_skipped_within_the_same_budget():
+    history = simulate.History(drift=0.0, base=2)
+    table = simulate.benchmark(
+        simulate.MIXTURES[0],
+        draws=30,
+        num_prompts=32,
+        rollout_n=8,
+        seeded_success=0.0,
+        seed=1,
+        history=history,
+    )
+    assert "xrpo_history" in table  # the benchmark's own budget assertion has held for every draw
+    assert (
+        table["xrpo"]["useful_share"]
+        < table["xrpo_history"]["useful_share"]
+        <= table["oracle"]["useful_share"]
+    )
+
+
+def test_skipped_prompts_get_their_phase1_base_and_only_what_the_others_cannot_hold():
+    def sizes(skipped):
+        rates = np.full(len(skipped), 0.5)
+        outcome = simulate.xrpo(
+            rates,
+            8,
+            np.random.default_rng(0),
+            1,
+            PlanningConfig(),
+            None,
+            0.0,
+            np.array(skipped),
+            skipped_base=2,
+        )
+        return [len(r) for r in outcome.rewards]
+
+    assert sizes([False, False, True, True])[2:] == [2, 2]  # the planned prompts hold the rest
+    # one planned prompt fills its cap (n_max = 16); the overflow is shared by the skipped ones
+    held = sizes([False, True, True, True])
+    assert held[0] == 16 and sum(held) == 32 and max(held[1:]) - min(held[1:]) <= 1
