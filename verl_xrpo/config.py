@@ -42,6 +42,11 @@ class PlanningConfig:
     ucb_lambda: float = 0.05
     # What T in the bonus counts: the global training step, or all rollouts drawn so far.
     time_mode: Literal["step", "rollouts"] = "step"
+    # Beyond the paper, off by default: a prompt whose rollouts all agreed (all failed or all
+    # passed) the last time it was trained gets skip_agreed_base rollouts in phase 1 and none
+    # later; the budget it frees goes to the other prompts. Acts from a prompt's second visit on.
+    skip_agreed: bool = False
+    skip_agreed_base: int = 2
 
     def __post_init__(self) -> None:
         p = "planning."
@@ -72,6 +77,13 @@ class PlanningConfig:
             )
         if self.time_mode not in ("step", "rollouts"):
             raise _fail(p + "time_mode", self.time_mode, "is unknown", "Use 'step' or 'rollouts'.")
+        if not 1 <= self.skip_agreed_base <= self.n_base:
+            raise _fail(
+                p + "skip_agreed_base",
+                self.skip_agreed_base,
+                f"is not between 1 and planning.n_base={self.n_base}",
+                "Use e.g. 2 (the default): a skipped prompt still needs a rollout to learn from.",
+            )
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ reward variance (mixed groups: the only ones with a non-zero GRPO advantage):
   the expected rollouts in mixed groups, sum of k (1 - p^k - (1-p)^k), by dynamic programming;
 - ``oracle_after_phase1``: the same, but every prompt first gets ``n_base`` as in XRPO's phase 1,
   which separates what phase 1 costs from what the later phases' planning leaves;
-- ``xrpo_history`` (only with ``--history``; not built into the trainer): XRPO where each prompt's
-  outcome in the previous epoch is known. A prompt whose previous ``rollout-n`` rollouts all agreed
-  (all failed or all passed) gets ``--history-base`` rollouts in phase 1 and none planned later,
-  as Knapsack-RL and GRESO skip such prompts. The previous epoch's policy differs from this one:
-  its success probability is ``p`` moved by ``N(0, --history-drift)`` on the logit scale.
+- ``xrpo_history`` (only with ``--history``): XRPO with ``planning.skip_agreed``, where each
+  prompt's outcome in the previous epoch is known. A prompt whose previous ``rollout-n`` rollouts
+  all agreed (all failed or all passed) gets ``--history-base`` rollouts in phase 1 and none
+  planned later, as Knapsack-RL and GRESO skip such prompts. The previous epoch's policy differs
+  from this one: its success probability is ``p`` moved by ``N(0, --history-drift)`` on the logit
+  scale.
 
     python -m verl_xrpo.simulate                      # every built-in mixture, a table of medians
     python -m verl_xrpo.simulate --rates rates.json   # per-prompt success rates recorded elsewhere
@@ -31,7 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -113,18 +114,17 @@ def xrpo(
     seeding: SeedingConfig | None,
     seeded_success: float,
     skipped: np.ndarray | None = None,
-    skipped_base: int = 0,
 ) -> StepOutcome:
     """One step as ``integration/phases.py`` runs it, with every prompt's exemplars fitting.
 
-    ``skipped`` (benchmark only): prompts that get ``skipped_base`` rollouts in phase 1 and are
-    left out of the later phases' planning, unless the other prompts' caps cannot hold the budget.
+    ``skipped`` (``planning.skip_agreed``): prompts that get ``skip_agreed_base`` rollouts in phase
+    1, no seeding, and later rollouts only where the other prompts' caps cannot hold the budget.
     """
     planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
     skipped = np.zeros(len(rates), dtype=bool) if skipped is None else skipped
-    base = np.where(skipped, skipped_base, planner.base_counts(len(rates)))
+    base = planner.base_counts(len(rates), skipped)
     rewards = sample(rates, base, rng)
-    budgets = split_evenly(len(rates) * rollout_n - int(base.sum()), planning.num_phases - 1)
+    budgets = planner.phase_budgets(len(rates), int(base.sum()))
     live = np.flatnonzero(~skipped)
     failing = [q for q in live if not rewards[q].any()]
     reserved = np.zeros(len(rates), dtype=np.int64)
@@ -151,11 +151,6 @@ def xrpo(
         ]
     seeded = int((reserved[failing] > 0).sum()) if failing else 0
     return StepOutcome(rewards, failed_phase_one=len(failing), seeded=seeded)
-
-
-def split_evenly(total: int, parts: int) -> list[int]:
-    share, remainder = divmod(total, parts) if parts else (0, 0)
-    return [share + (1 if i < remainder else 0) for i in range(parts)]
 
 
 @dataclass(frozen=True)
@@ -238,16 +233,9 @@ def benchmark(
         "oracle_after_phase1": lambda r, g, s: oracle(r, rollout_n, g, n_max, planning.n_base),
     }
     if history is not None:
+        skipping = replace(planning, skip_agreed=True, skip_agreed_base=history.base)
         allocators["xrpo_history"] = lambda r, g, s: xrpo(
-            r,
-            rollout_n,
-            g,
-            s,
-            planning,
-            seeding,
-            seeded_success,
-            skipped=history.agreed_before(r, rollout_n, g),
-            skipped_base=history.base,
+            r, rollout_n, g, s, skipping, seeding, seeded_success, history.agreed_before(r, rollout_n, g)
         )
     rng = np.random.default_rng(seed)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in allocators}
@@ -340,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     check_step_arguments(parser, args)
     if not 0.0 <= args.seeded_success <= 1.0:
         parser.error("--seeded-success must be a probability")
-    if args.history_drift < 0 or not 0 <= args.history_base <= PlanningConfig().n_base:
-        parser.error(f"--history-drift must be >= 0 and --history-base in 0..{PlanningConfig().n_base}")
+    if args.history_drift < 0 or not 1 <= args.history_base <= PlanningConfig().n_base:
+        parser.error(f"--history-drift must be >= 0 and --history-base in 1..{PlanningConfig().n_base}")
     history = History(args.history_drift, args.history_base) if args.history else None
     sources: list[Mixture | Recorded] = list(MIXTURES)
     if args.rates is not None:

@@ -203,6 +203,9 @@ def test_planning_off_is_uniform_grpo():
         ({"alpha": 1.5}, 8, "planning.alpha=1.5"),
         ({"num_phases": 1}, 8, "planning.num_phases=1"),
         ({"time_mode": "epoch"}, 8, "planning.time_mode='epoch'"),
+        ({"skip_agreed_base": 0}, 8, "planning.skip_agreed_base=0"),
+        ({"skip_agreed_base": 5}, 8, "planning.skip_agreed_base=5"),
+        ({"skip_agreed": True, "num_phases": 1, "n_base": 8}, 8, "planning.skip_agreed=true"),
     ],
 )
 def test_impossible_settings_fail_at_construction_naming_the_key(kwargs, rollout_n, key):
@@ -284,3 +287,14 @@ def test_a_step_with_seedings_share_keeps_grpos_budget_and_the_cap(
     assert counts.sum() == num_prompts * 8
     assert counts.min() >= 4 and counts.max() <= planner.n_max
     assert all(counts[q] >= 5 for q in failing)  # each prompt that failed phase 1 got seeded rollouts
+
+
+def test_skipped_prompts_start_with_fewer_rollouts_and_the_later_phases_get_what_they_free():
+    planner = RolloutPlanner(PlanningConfig(skip_agreed=True, skip_agreed_base=2), rollouts_per_prompt=8)
+    counts = planner.base_counts(4, skipped=np.array([True, False, True, False]))
+    assert counts.tolist() == [2, 4, 2, 4]
+    budgets = planner.phase_budgets(4, int(counts.sum()))
+    assert sum(budgets) + counts.sum() == planner.step_budget(4) == 32
+    assert planner.phase_budgets(4) == [8, 8]  # no prompt skipped: the paper's split
+    off = RolloutPlanner(PlanningConfig(enable=False), rollouts_per_prompt=8)
+    assert off.base_counts(2, skipped=np.array([True, True])).tolist() == [8, 8]  # GRPO ignores it

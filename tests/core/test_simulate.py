@@ -100,11 +100,10 @@ def test_skipped_prompts_get_their_phase1_base_and_only_what_the_others_cannot_h
             8,
             np.random.default_rng(0),
             1,
-            PlanningConfig(),
+            PlanningConfig(skip_agreed=True, skip_agreed_base=2),
             None,
             0.0,
             np.array(skipped),
-            skipped_base=2,
         )
         return [len(r) for r in outcome.rewards]
 

@@ -22,6 +22,7 @@ from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.core.history import AgreementHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.phases import PhasedRollout
@@ -64,7 +65,7 @@ def verl_submit(manager, step):
     return lambda batch: PPOTrainer._submit_batch_to_rollout(state, batch)
 
 
-def run_step(verl_config, manager, step, rates, names, bank, faults=None, **xrpo):
+def run_step(verl_config, manager, step, rates, names, bank, faults=None, history=None, **xrpo):
     """One step's phases; ``xrpo`` overrides settings, e.g. ``seeding={"control_share": 0.5}``."""
     values = OmegaConf.to_container(verl_config.algorithm.xrpo)
     for key, changes in xrpo.items():
@@ -83,6 +84,7 @@ def run_step(verl_config, manager, step, rates, names, bank, faults=None, **xrpo
         max_prompt_tokens=400,
         submit=verl_submit(manager, step),
         poll_seconds=0.05,
+        history=history,
     )
     batch = prompt_batch(rates, step, names, faults)
     return batch, phases.run(batch, step=step)
@@ -229,6 +231,26 @@ def test_every_prompt_failing_phase_one_is_seeded_at_the_default_ucb_weight(verl
         "xrpo/budget/rollouts_all_correct"
     ] == len(keys)
     assert budget["xrpo/budget/useful_share"] == budget["xrpo/budget/rollouts_mixed"] / len(keys)
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_prompts_that_agreed_last_time_get_their_base_and_free_the_rest_of_the_budget(verl_config, manager):
+    rates = [0.0, 1.0, 0.5, 0.5, 0.5, 0.5]
+    names = [f"crate{i}" for i in range(len(rates))]
+    history, skip = AgreementHistory(), {"planning": {"skip_agreed": True, "skip_agreed_base": 2}}
+    _, first = run_step(verl_config, manager, 11, rates, names, bank=None, history=history, **skip)
+    assert first.metrics["xrpo/history/skipped_prompts"] == 0  # nothing known yet
+    tq.kv_clear(keys=sample_all(verl_config, len(names), step=11), partition_id="train")
+
+    batch, second = run_step(verl_config, manager, 12, rates, names, bank=None, history=history, **skip)
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(names), step=12)
+    assert len(keys) == len(names) * ROLLOUT_N  # GRPO's budget, all of it spent
+    sessions = {uid: sum(k.startswith(uid + "_") for k in keys) for uid in uids}
+    # the never-solved and always-solved prompts get their base of 2; the mixed ones take the rest
+    assert [sessions[uids[0]], sessions[uids[1]]] == [2, 2]
+    assert second.metrics["xrpo/history/skipped_prompts"] >= 2
+    assert np.mean([sessions[u] for u in uids[2:]]) > ROLLOUT_N
     tq.kv_clear(keys=keys, partition_id="train")
 
 

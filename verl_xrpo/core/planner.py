@@ -92,6 +92,11 @@ class RolloutPlanner:
                 f"{CONFIG_ROOT}.planning.n_max={self.n_max} is below rollout.n={rollouts_per_prompt}, so the "
                 f"step's budget could not be spent. Raise n_max or set it to null (2 x rollout.n)."
             )
+        if config.num_phases == 1 and config.skip_agreed:
+            raise XRPOConfigError(
+                f"{CONFIG_ROOT}.planning.skip_agreed=true frees budget for later phases, and "
+                f"planning.num_phases=1 has none. Use num_phases >= 2 or skip_agreed=false."
+            )
         if config.num_phases == 1 and config.n_base != rollouts_per_prompt:
             raise XRPOConfigError(
                 f"{CONFIG_ROOT}.planning.num_phases=1 leaves no phase for the rest of the budget "
@@ -99,16 +104,23 @@ class RolloutPlanner:
             )
         self._g = _shrink_factors(config.alpha, self.n_max)
 
-    def base_counts(self, num_prompts: int) -> np.ndarray:
-        """Rollouts per prompt in phase 1 (all of them when planning is off)."""
+    def base_counts(self, num_prompts: int, skipped: np.ndarray | None = None) -> np.ndarray:
+        """Rollouts per prompt in phase 1 (all of them when planning is off); ``skipped`` prompts
+        (``planning.skip_agreed``) get ``skip_agreed_base``."""
         per_prompt = self.config.n_base if self.config.enable else self.rollouts_per_prompt
-        return np.full(num_prompts, per_prompt, dtype=np.int64)
+        counts = np.full(num_prompts, per_prompt, dtype=np.int64)
+        if skipped is not None and self.config.enable:
+            counts[np.asarray(skipped, dtype=bool)] = self.config.skip_agreed_base
+        return counts
 
-    def phase_budgets(self, num_prompts: int) -> list[int]:
-        """Rollouts to hand out in each later phase; they add up to the rest of the step's budget."""
+    def phase_budgets(self, num_prompts: int, phase_one: int | None = None) -> list[int]:
+        """Rollouts to hand out in each later phase; they add up to the rest of the step's budget
+        after the ``phase_one`` rollouts of phase 1 (default: ``n_base`` for every prompt)."""
         if not self.config.enable:
             return []
-        rest = num_prompts * (self.rollouts_per_prompt - self.config.n_base)
+        if phase_one is None:
+            phase_one = num_prompts * self.config.n_base
+        rest = self.step_budget(num_prompts) - phase_one
         phases = self.config.num_phases - 1
         share, remainder = divmod(rest, phases) if phases else (0, 0)
         return [share + (1 if i < remainder else 0) for i in range(phases)]

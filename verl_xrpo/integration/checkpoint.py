@@ -6,8 +6,8 @@ What a resume relies on:
   in ``latest_checkpointed_iteration.txt``. A run killed in the middle of a save therefore leaves
   the tracker at the previous, complete checkpoint, and the half-written folder is never resumed.
 - Each file is replaced in one rename (``write_text_atomically``), and ``state.json`` is written
-  after the bank and holds the bank's SHA-256: a bank that does not match its state was not written
-  by that save, and is refused.
+  after the bank (and the agreement history, with ``planning.skip_agreed``) and holds their
+  SHA-256: a file that does not match its state was not written by that save, and is refused.
 - A missing or damaged file stops the resume with one sentence naming it; it never becomes an empty
   bank or zeroed counters.
 """
@@ -25,9 +25,11 @@ from typing import Any
 
 from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.files import write_text_atomically
+from verl_xrpo.core.history import AgreementHistory
 
 STATE_FOLDER = "xrpo"  # inside verl's global_step_N checkpoint folder
 BANK_FILE = "exemplar_bank.json"
+HISTORY_FILE = "agreement_history.json"
 STATE_FILE = "state.json"
 STATE_FORMAT = "verl-xrpo-state"
 STATE_VERSION = 1
@@ -46,24 +48,33 @@ class SavedState:
     global_steps: int
     rollouts_drawn: int
     bank_sha256: str | None  # None: saved with seeding off, so there is no bank to restore
+    history_sha256: str | None = None  # None: saved with planning.skip_agreed off
 
 
 def save_state(
-    folder: str | os.PathLike, global_steps: int, rollouts_drawn: int, bank: ExemplarBank | None
+    folder: str | os.PathLike,
+    global_steps: int,
+    rollouts_drawn: int,
+    bank: ExemplarBank | None,
+    history: AgreementHistory | None = None,
 ) -> None:
-    """Write the bank, then the state that vouches for it."""
+    """Write the bank and the history, then the state that vouches for them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = None
+    digest = history_digest = None
     if bank is not None:
         bank.save(folder / BANK_FILE)
         digest = _sha256(folder / BANK_FILE)
+    if history is not None:
+        history.save(folder / HISTORY_FILE)
+        history_digest = _sha256(folder / HISTORY_FILE)
     state = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
         "global_steps": global_steps,
         "rollouts_drawn": rollouts_drawn,
         "bank_sha256": digest,
+        "history_sha256": history_digest,
     }
     write_text_atomically(folder / STATE_FILE, json.dumps(state))
 
@@ -81,7 +92,10 @@ def read_state(folder: str | os.PathLike, global_steps: int) -> SavedState:
         if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a {STATE_FORMAT} file of version {STATE_VERSION}")
         saved = SavedState(
-            _whole(state["global_steps"]), _whole(state["rollouts_drawn"]), state.get("bank_sha256")
+            _whole(state["global_steps"]),
+            _whole(state["rollouts_drawn"]),
+            state.get("bank_sha256"),
+            state.get("history_sha256"),
         )
     except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise XRPOCheckpointError(
@@ -92,13 +106,16 @@ def read_state(folder: str | os.PathLike, global_steps: int) -> SavedState:
             f"XRPO cannot resume: {path} is the state of step {saved.global_steps}, not of the checkpoint "
             f"of step {global_steps} it sits in; {RESUME_FIX}."
         )
-    if saved.bank_sha256 is not None:
-        bank = Path(folder) / BANK_FILE
-        if not bank.is_file():
-            raise XRPOCheckpointError(f"XRPO cannot resume: {bank} is missing; {RESUME_FIX}.")
-        if _sha256(bank) != saved.bank_sha256:
+    vouched = ((BANK_FILE, "bank", saved.bank_sha256), (HISTORY_FILE, "history", saved.history_sha256))
+    for name, kind, digest in vouched:
+        if digest is None:
+            continue
+        file = Path(folder) / name
+        if not file.is_file():
+            raise XRPOCheckpointError(f"XRPO cannot resume: {file} is missing; {RESUME_FIX}.")
+        if _sha256(file) != digest:
             raise XRPOCheckpointError(
-                f"XRPO cannot resume: {bank} is damaged (it is not the bank {path} was saved with); "
+                f"XRPO cannot resume: {file} is damaged (it is not the {kind} {path} was saved with); "
                 f"{RESUME_FIX}."
             )
     return saved

@@ -21,6 +21,7 @@ from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.bank import ExemplarBank
+from verl_xrpo.core.history import AgreementHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
@@ -60,6 +61,10 @@ class PromptRecord:
     # rollouts this step, since a failure that repeats (a reward that raises, a broken row) would
     # take budget in every phase; its group keeps the rollouts that exist.
     failed: bool = False
+    # Its rollouts all agreed the last time it was trained (planning.skip_agreed): it gets
+    # skip_agreed_base rollouts in phase 1, no seeding, and later rollouts only if the other
+    # prompts' caps cannot hold the budget.
+    skipped: bool = False
 
     def snippet(self) -> str:
         """The start of the question, quoted, for logs and errors."""
@@ -88,6 +93,7 @@ class PhasedRollout:
         submit: Callable[[TensorDict], Any],
         decode: Callable[[list[int]], str] | None = None,
         poll_seconds: float = 0.2,
+        history: AgreementHistory | None = None,
     ):
         self.settings = settings
         self.planner = planner
@@ -97,20 +103,24 @@ class PhasedRollout:
         self.submit = submit
         self.decode = decode or (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
         self.poll_seconds = poll_seconds
+        self.history = history if settings.planning.enable and settings.planning.skip_agreed else None
 
     def run(self, batch: TensorDict, step: int, rollouts_drawn: int = 0) -> StepReport:
         timing = {"planning": 0.0, "retrieval": 0.0, "generation": 0.0}
         uids = [str(u) for u in batch["uid"]]
         raw = batch["raw_prompt"]
         records = [PromptRecord(uid, list(raw[i]), question_text(raw[i])) for i, uid in enumerate(uids)]
+        if self.history is not None:
+            for record in records:
+                record.skipped = self.history.agreed(record.question)
         # Sessions asked for so far, per prompt: the next phase numbers its sessions from here, so a
         # failed session's id is never reused.
-        counts = self.planner.base_counts(len(uids))
+        counts = self.planner.base_counts(len(uids), np.array([r.skipped for r in records], dtype=bool))
         self._run_phase(
             batch, records, np.arange(len(uids)), counts, np.zeros_like(counts), {}, timing, step, phase=1
         )
         zero_variance_before = _zero_variance_share(records)
-        budgets = self.planner.phase_budgets(len(uids))
+        budgets = self.planner.phase_budgets(len(uids), int(counts.sum()))
         start = time.perf_counter()
         reserved, first_seeded = self._seeding_share(records, budgets, step)
         timing["retrieval"] += time.perf_counter() - start
@@ -136,6 +146,9 @@ class PhasedRollout:
                 f"XRPO step {step}: none of the {len(records)} prompts got a rollout, every generation "
                 f"failed; the rollout workers' log has the errors."
             )
+        if self.history is not None:
+            for record in records:
+                self.history.record(record.question, record.correct)
         metrics = step_metrics(records)
         metrics.update(
             {
@@ -145,6 +158,7 @@ class PhasedRollout:
                 # What faults cost the step: its budget (GRPO's) less the rollouts that exist.
                 "xrpo/budget/rollouts_lost": float(self.planner.step_budget(len(records)) - generated),
                 "xrpo/bank_size": float(len(self.bank)) if self.bank is not None else 0.0,
+                "xrpo/history/skipped_prompts": float(sum(r.skipped for r in records)),
                 "timing_s/xrpo_planning": timing["planning"],
                 "timing_s/xrpo_retrieval": timing["retrieval"],
                 "timing_s/xrpo_generation_phases": timing["generation"],
@@ -158,13 +172,15 @@ class PhasedRollout:
         """One later phase's rollouts per prompt: seeding's ``held`` share plus the planner's grants.
 
         Prompts whose generation failed are left out. Their share goes to the others, up to the
-        per-prompt cap; what does not fit is lost (``xrpo/budget/rollouts_lost``).
+        per-prompt cap; what does not fit is lost (``xrpo/budget/rollouts_lost``). Skipped prompts
+        are left out of the planning and take only what the planned prompts cannot hold.
         """
         healthy = np.array([not r.failed for r in records])
-        extra = np.where(healthy, held, 0)
-        rows = np.flatnonzero(healthy)
+        planned = healthy & ~np.array([r.skipped for r in records], dtype=bool)
+        extra = np.where(planned, held, 0)
+        rows = np.flatnonzero(planned)
         if len(rows) == 0:
-            return extra
+            return self._overflow(records, extra, budget, healthy & ~planned)
         rewards = [records[row].correct for row in rows]
         room = sum(
             max(self.planner.n_max - len(r) - int(h), 0) for r, h in zip(rewards, extra[rows], strict=True)
@@ -177,6 +193,19 @@ class PhasedRollout:
             reserved=extra[rows],
         )
         extra[rows] += plan.extra
+        return self._overflow(records, extra, budget, healthy & ~planned)
+
+    def _overflow(
+        self, records: list[PromptRecord], extra: np.ndarray, budget: int, takers: np.ndarray
+    ) -> np.ndarray:
+        """What is left of ``budget`` goes round the ``takers`` one rollout at a time, up to their cap."""
+        room = np.where(takers, [self.planner.n_max - len(r.correct) for r in records], 0) - extra
+        left = budget - int(extra.sum())
+        while left > 0 and (room > 0).any():
+            for row in np.flatnonzero(room > 0)[:left]:
+                extra[row] += 1
+                room[row] -= 1
+                left -= 1
         return extra
 
     def _seeding_share(
@@ -217,6 +246,7 @@ class PhasedRollout:
             and not any(records[row].correct)
             and not records[row].control
             and not records[row].failed
+            and not records[row].skipped
             # a question to match and to solve: an empty prompt is never a retrieval query
             and records[row].question.strip()
         ]

@@ -35,13 +35,16 @@ from verl.utils.debug import marked_timer
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.advantage import AdvantageResult
 from verl_xrpo.core.bank import BankFileError, ExemplarBank
+from verl_xrpo.core.history import AgreementHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.retrieval import make_retriever
 from verl_xrpo.eval.rollout_dump import is_padding, rollout_fields
 from verl_xrpo.integration.checkpoint import (
     BANK_FILE,
+    HISTORY_FILE,
     RESUME_FIX,
     STATE_FOLDER,
+    SavedState,
     XRPOCheckpointError,
     read_state,
     resumed_step_folder,
@@ -111,6 +114,8 @@ class XRPOTrainer(PPOTrainerSync):
         checked = check_run(config)
         self.xrpo, self.planner = checked.settings, checked.planner
         self.bank = self._new_bank() if self.xrpo.seeding.enable else None
+        planning = self.xrpo.planning
+        self.history = AgreementHistory() if planning.enable and planning.skip_agreed else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
         # TaskRunnerV1 reads the manager class from this same config object after the trainer is built.
@@ -164,6 +169,7 @@ class XRPOTrainer(PPOTrainerSync):
             self.tokenizer,
             max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
             submit=self._submit_batch_to_rollout,
+            history=self.history,
         )
         batch = self._next_train_batch()
         with marked_timer("gen", self.timing_raw):
@@ -251,11 +257,12 @@ class XRPOTrainer(PPOTrainerSync):
             self.load_xrpo_state(os.path.join(step_folder, STATE_FOLDER))
 
     def save_xrpo_state(self, folder: str) -> None:
-        save_state(folder, self.global_steps, self.rollouts_drawn, self.bank)
+        save_state(folder, self.global_steps, self.rollouts_drawn, self.bank, self.history)
 
     def load_xrpo_state(self, folder: str) -> None:
         saved = read_state(folder, self.global_steps)
         self.rollouts_drawn = saved.rollouts_drawn
+        self._load_history(folder, saved)
         if self.bank is None:
             return
         if saved.bank_sha256 is None:
@@ -280,6 +287,18 @@ class XRPOTrainer(PPOTrainerSync):
             saved.global_steps,
             saved.rollouts_drawn,
         )
+
+    def _load_history(self, folder: str, saved: SavedState) -> None:
+        if self.history is None:
+            return
+        if saved.history_sha256 is None:
+            logger.info("XRPO: the checkpoint in %s has no agreement history; it starts anew", folder)
+            return
+        try:
+            self.history = AgreementHistory.load(os.path.join(folder, HISTORY_FILE))
+        except ValueError as error:
+            raise XRPOCheckpointError(f"XRPO cannot resume: {error}; {RESUME_FIX}.") from error
+        logger.info("XRPO: restored the agreement history of %d prompts from %s", len(self.history), folder)
 
 
 def dataset_questions(dataset: Any, prompt_key: str) -> list[str]:
