@@ -85,6 +85,11 @@ class PlanningConfig:
                 "Use e.g. 2 (the default): a skipped prompt still needs a rollout to learn from.",
             )
 
+    @property
+    def skips_agreed(self) -> bool:
+        """Whether prompts that agreed last time are skipped: only with planning on."""
+        return self.enable and self.skip_agreed
+
 
 @dataclass(frozen=True)
 class SeedingConfig:

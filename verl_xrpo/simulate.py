@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from verl_xrpo.config import PlanningConfig, SeedingConfig
-from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.config import PlanningConfig, SeedingConfig, XRPOConfigError
+from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin
 
 
 @dataclass(frozen=True)
@@ -138,10 +138,9 @@ def xrpo(
         extra = np.zeros(len(rates), dtype=np.int64)
         to_plan = min(budget - int(held.sum()), room)
         extra[live] = planner.plan_phase(planned, to_plan, step=step, reserved=held).extra + held
-        # what the planned prompts cannot hold goes evenly to the skipped ones
-        overflow = budget - int(extra.sum())
-        if overflow:
-            np.add.at(extra, np.flatnonzero(skipped)[np.arange(overflow) % skipped.sum()], 1)
+        # what the planned prompts cannot hold goes round the skipped ones
+        room = np.where(skipped, planner.n_max - np.array([len(r) for r in rewards]), 0)
+        extra += deal_round_robin(room, budget - int(extra.sum()))
         # rollouts of prompts that have failed every rollout so far are drawn seeded
         unsolved = np.array([not r.any() for r in rewards]) & (seeding is not None) & ~skipped
         phase_rates = np.where(unsolved, seeded_rates, rates)
@@ -328,8 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     check_step_arguments(parser, args)
     if not 0.0 <= args.seeded_success <= 1.0:
         parser.error("--seeded-success must be a probability")
-    if args.history_drift < 0 or not 1 <= args.history_base <= PlanningConfig().n_base:
-        parser.error(f"--history-drift must be >= 0 and --history-base in 1..{PlanningConfig().n_base}")
+    if args.history_drift < 0:
+        parser.error("--history-drift must be >= 0")
+    try:  # the trainer's own bounds for skip_agreed_base
+        PlanningConfig(skip_agreed_base=args.history_base)
+    except XRPOConfigError as error:
+        parser.error(f"--history-base {args.history_base}: {error}")
     history = History(args.history_drift, args.history_base) if args.history else None
     sources: list[Mixture | Recorded] = list(MIXTURES)
     if args.rates is not None:

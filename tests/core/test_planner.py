@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from verl_xrpo.config import PlanningConfig, XRPOConfigError
-from verl_xrpo.core.planner import RolloutPlanner, reward_statistics, seeding_grants
+from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin, reward_statistics, seeding_grants
 
 
 def run_step(planner: RolloutPlanner, rates: np.ndarray, rng: np.random.Generator, step: int = 5):
@@ -298,3 +298,9 @@ def test_skipped_prompts_start_with_fewer_rollouts_and_the_later_phases_get_what
     assert planner.phase_budgets(4) == [8, 8]  # no prompt skipped: the paper's split
     off = RolloutPlanner(PlanningConfig(enable=False), rollouts_per_prompt=8)
     assert off.base_counts(2, skipped=np.array([True, True])).tolist() == [8, 8]  # GRPO ignores it
+
+
+def test_rollouts_dealt_round_robin_never_pass_a_rows_room():
+    assert deal_round_robin(np.array([3, 0, 1, 5]), 6).tolist() == [3, 0, 1, 2]  # rounds of 3, 2, 1
+    assert deal_round_robin(np.array([1, 2]), 10).tolist() == [1, 2]  # what does not fit is not dealt
+    assert deal_round_robin(np.array([-1, 2]), 1).tolist() == [0, 1]

@@ -22,7 +22,7 @@ from verl.utils import tensordict_utils as tu
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.history import AgreementHistory
-from verl_xrpo.core.planner import RolloutPlanner
+from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY
@@ -103,7 +103,7 @@ class PhasedRollout:
         self.submit = submit
         self.decode = decode or (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
         self.poll_seconds = poll_seconds
-        self.history = history if settings.planning.enable and settings.planning.skip_agreed else None
+        self.history = history if settings.planning.skips_agreed else None
 
     def run(self, batch: TensorDict, step: int, rollouts_drawn: int = 0) -> StepReport:
         timing = {"planning": 0.0, "retrieval": 0.0, "generation": 0.0}
@@ -198,15 +198,9 @@ class PhasedRollout:
     def _overflow(
         self, records: list[PromptRecord], extra: np.ndarray, budget: int, takers: np.ndarray
     ) -> np.ndarray:
-        """What is left of ``budget`` goes round the ``takers`` one rollout at a time, up to their cap."""
+        """What is left of ``budget`` goes round the ``takers``, up to their cap."""
         room = np.where(takers, [self.planner.n_max - len(r.correct) for r in records], 0) - extra
-        left = budget - int(extra.sum())
-        while left > 0 and (room > 0).any():
-            for row in np.flatnonzero(room > 0)[:left]:
-                extra[row] += 1
-                room[row] -= 1
-                left -= 1
-        return extra
+        return extra + deal_round_robin(room, budget - int(extra.sum()))
 
     def _seeding_share(
         self, records: list[PromptRecord], budgets: list[int], step: int

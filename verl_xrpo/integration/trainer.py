@@ -114,8 +114,7 @@ class XRPOTrainer(PPOTrainerSync):
         checked = check_run(config)
         self.xrpo, self.planner = checked.settings, checked.planner
         self.bank = self._new_bank() if self.xrpo.seeding.enable else None
-        planning = self.xrpo.planning
-        self.history = AgreementHistory() if planning.enable and planning.skip_agreed else None
+        self.history = AgreementHistory() if self.xrpo.planning.skips_agreed else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
         # TaskRunnerV1 reads the manager class from this same config object after the trainer is built.
