@@ -6,7 +6,15 @@ lengths (a long right tail) its generation time tends towards the sum of the pha
 benchmark puts numbers on that with a model of a continuous-batching engine, and measures the
 overlapped schedule, which plans the next phase once a share of the
 current one's rollouts is in, so new work fills the slots the tail leaves idle (a schedule of this
-benchmark only: the trainer does not run it yet):
+benchmark only: the trainer does not run it yet). How an overlapped phase dispatches (``--dispatch``):
+
+- ``any``: a prompt may get new rollouts while its earlier ones still run (they count towards its
+  n and its cap). A trainer needs two submissions of one prompt in flight at once for this.
+- ``idle``: only prompts with nothing running get new rollouts; what they cannot hold waits for a
+  last phase after every rollout is in.
+- ``deferred``: planned as ``any``, but a prompt's new rollouts are sent once its running ones
+  are done. ``idle`` and ``deferred`` are what a trainer can do when verl keeps one status per
+  prompt (it does: ``{uid}``'s status tag), so one submission of a prompt at a time.
 
 - lengths: per prompt a median ``median x exp(N(0, prompt_sigma))``, per rollout times
   ``exp(N(0, sigma))``, wrong answers ``wrong_factor`` times longer, cut at ``max_len`` (assumed
@@ -67,6 +75,9 @@ class Engine:
         return (self.base_ms + self.per_seq_ms * running) / 1000.0
 
 
+DISPATCH = ("any", "idle", "deferred")
+
+
 class EngineRun:
     """A fluid model of ``Engine``: each running sequence advances 1 token per iteration."""
 
@@ -123,6 +134,7 @@ class StepResult:
     useful_share: float
     slot_utilisation: float  # busy sequence slots over all slots while the step ran
     clipped_share: float
+    busy_submissions: int = 0  # new rollouts sent to a prompt while earlier ones of it still ran
 
 
 def run_step(
@@ -135,13 +147,17 @@ def run_step(
     lengths: Lengths,
     engine: Engine,
     rng: np.random.Generator,
+    dispatch: str = "any",
 ) -> StepResult:
     """One step's generation: GRPO when ``planning`` is None, else XRPO's phases.
 
     XRPO plans the next phase once ``overlap_share`` of the current phase's rollouts are
     in (1.0: after all of them, the barrier as built). Prompts with rollouts still running are
-    planned on the rewards that are in, their pending rollouts counted towards n and the cap.
+    planned on the rewards that are in, their pending rollouts counted towards n and the cap;
+    ``dispatch`` (one of ``DISPATCH``, the module's docstring) says when they get new ones.
     """
+    if dispatch not in DISPATCH:
+        raise ValueError(f"dispatch {dispatch!r}: one of {', '.join(DISPATCH)}")
     num_prompts = len(rates)
     prompt_scale = np.exp(rng.normal(0.0, lengths.prompt_sigma, size=num_prompts))
     sim = EngineRun(engine)
@@ -150,8 +166,13 @@ def run_step(
     done: list[bool] = []
     all_lengths: list[float] = []
 
+    busy = 0
+
     def submit(counts: np.ndarray) -> list[int]:
+        nonlocal busy
         first = len(owner)
+        running = {q for r, q in enumerate(owner) if not done[r]}
+        busy += sum(1 for q in running if counts[q] > 0)
         for q, count in enumerate(counts):
             correct = rng.uniform(size=int(count)) < rates[q]
             for c, length in zip(
@@ -170,29 +191,67 @@ def run_step(
             for r in sim.advance():
                 done[r] = True
 
+    def progress() -> tuple[list[list[float]], np.ndarray]:
+        """Each prompt's rewards that are in, and its rollouts still running."""
+        finished: list[list[float]] = [[] for _ in range(num_prompts)]
+        pending = np.zeros(num_prompts, dtype=np.int64)
+        for r, q in enumerate(owner):
+            if done[r]:
+                finished[q].append(reward[r])
+            else:
+                pending[q] += 1
+        return finished, pending
+
+    def submit_when_idle(counts: np.ndarray) -> list[int]:
+        """``counts[q]`` rollouts for each prompt q, sent once q has nothing running."""
+        sent: list[int] = []
+        waiting = counts.copy()
+        while waiting.any():
+            ready = np.where(progress()[1] == 0, waiting, 0)
+            if ready.any():
+                sent += submit(ready)
+                waiting -= ready
+            else:
+                for r in sim.advance():
+                    done[r] = True
+        return sent
+
     if planning is None:
         wait_for(submit(np.full(num_prompts, rollout_n)), 1.0)
     else:
         planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
         phase = submit(planner.base_counts(num_prompts))
+        carried = 0  # budget the idle prompts could not hold (dispatch "idle")
         for index, budget in enumerate(planner.phase_budgets(num_prompts)):
             wait_for(phase, overlap_share)
-            finished = [[] for _ in range(num_prompts)]
-            pending = np.zeros(num_prompts, dtype=np.int64)
-            for r, q in enumerate(owner):
-                if done[r]:
-                    finished[q].append(reward[r])
-                else:
-                    pending[q] += 1
+            finished, pending = progress()
             held = np.zeros(num_prompts, dtype=np.int64)
             if index == 0:
                 # seeding's share: prompts whose phase-1 rollouts are in and all failed
                 failing = [q for q in range(num_prompts) if not pending[q] and not any(finished[q])]
                 held[failing] = planner.seeding_share(len(failing), num_prompts, seeding)
-            extra = planner.plan_phase(
-                [np.array(f) for f in finished], budget - int(held.sum()), step=step, reserved=pending + held
+            rows = np.flatnonzero(pending == 0) if dispatch == "idle" else np.arange(num_prompts)
+            counts = np.array([len(f) for f in finished]) + pending + held
+            room = int(np.maximum(planner.n_max - counts[rows], 0).sum())
+            grant = budget + carried - int(held.sum())
+            extra = np.zeros(num_prompts, dtype=np.int64)
+            extra[rows] = planner.plan_phase(
+                [np.array(finished[q]) for q in rows],
+                min(grant, room),
+                step=step,
+                reserved=(pending + held)[rows],
             ).extra
-            phase = submit(extra + held)
+            carried = grant - min(grant, room)
+            if dispatch == "deferred":
+                wanted = extra + held
+                phase = submit(np.where(pending == 0, wanted, 0))
+                phase += submit_when_idle(np.where(pending > 0, wanted, 0))
+            else:
+                phase = submit(extra + held)
+        if carried:
+            wait_for(list(range(len(owner))), 1.0)
+            finished, _ = progress()
+            submit(planner.plan_phase([np.array(f) for f in finished], carried, step=step).extra)
         wait_for(list(range(len(owner))), 1.0)
     groups = [np.array([reward[r] for r, o in enumerate(owner) if o == q]) for q in range(num_prompts)]
     slots = engine.replicas * engine.max_num_seqs
@@ -202,6 +261,7 @@ def run_step(
         useful_share=score(StepOutcome(groups))["useful_share"],
         slot_utilisation=sim.busy_slot_seconds / (sim.now * slots),
         clipped_share=float(np.mean(np.array(all_lengths) >= lengths.max_len)),
+        busy_submissions=busy,
     )
 
 
@@ -214,20 +274,23 @@ def benchmark(
     engine: Engine,
     overlap_shares: tuple[float, ...],
     seed: int,
+    dispatches: tuple[str, ...] = ("any",),
 ) -> dict[str, dict[str, float]]:
     """Medians over ``draws`` steps; every schedule sees the same prompts in each draw."""
-    # name -> (planning, overlap share); GRPO has no planning
-    schedules: dict[str, tuple[PlanningConfig | None, float]] = {
-        "grpo": (None, 1.0),
-        "xrpo (phases as built)": (PlanningConfig(), 1.0),
+    # name -> (planning, overlap share, dispatch); GRPO has no planning
+    schedules: dict[str, tuple[PlanningConfig | None, float, str]] = {
+        "grpo": (None, 1.0, "any"),
+        "xrpo (phases as built)": (PlanningConfig(), 1.0, "any"),
     }
     for share in overlap_shares:
-        schedules[f"xrpo overlap {share:.2f}"] = (PlanningConfig(), share)
+        for dispatch in dispatches:
+            suffix = "" if dispatch == "any" else f", {dispatch}"
+            schedules[f"xrpo overlap {share:.2f}{suffix}"] = (PlanningConfig(), share, dispatch)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[StepResult]] = {name: [] for name in schedules}
     for step in range(1, draws + 1):
         rates = mixture.draw(num_prompts, rng)
-        for name, (planning, share) in schedules.items():
+        for name, (planning, share, dispatch) in schedules.items():
             result = run_step(
                 rates,
                 rollout_n,
@@ -238,6 +301,7 @@ def benchmark(
                 lengths,
                 engine,
                 np.random.default_rng([seed, step]),
+                dispatch,
             )
             rows[name].append(result)
     grpo_seconds = np.array([r.seconds for r in rows["grpo"]])
@@ -257,11 +321,11 @@ def benchmark(
 def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
     lines = [
         f"{name}:",
-        f"  {'schedule':24s} {'gen s':>7s} {'vs GRPO':>8s} {'useful':>7s} {'slots busy':>11s}",
+        f"  {'schedule':34s} {'gen s':>7s} {'vs GRPO':>8s} {'useful':>7s} {'slots busy':>11s}",
     ]
     for schedule, row in table.items():
         lines.append(
-            f"  {schedule:24s} {row['seconds']:7.1f} {row['vs_grpo']:8.2f} {row['useful_share']:7.3f} "
+            f"  {schedule:34s} {row['seconds']:7.1f} {row['vs_grpo']:8.2f} {row['useful_share']:7.3f} "
             f"{row['slot_utilisation']:11.2f}"
         )
     return lines
@@ -277,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--overlap", type=float, nargs="+", default=[0.75, 0.9], help="overlap shares to compare"
+    )
+    parser.add_argument(
+        "--dispatch",
+        nargs="+",
+        default=["any"],
+        choices=DISPATCH,
+        help="when an overlapped phase sends a busy prompt's new rollouts (module docstring)",
     )
     models = (Lengths(), Engine())
     for model in models:  # one flag per field of the length and engine models, their defaults
@@ -295,7 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for mixture in (m for m in MIXTURES if m.name in args.mixtures):
         table = benchmark(
-            mixture, args.draws, args.prompts, args.rollout_n, lengths, engine, tuple(args.overlap), args.seed
+            mixture,
+            args.draws,
+            args.prompts,
+            args.rollout_n,
+            lengths,
+            engine,
+            tuple(args.overlap),
+            args.seed,
+            tuple(args.dispatch),
         )
         print(f"responses at the {lengths.max_len}-token cut: {table['grpo']['clipped_share']:.1%}")
         print("\n".join(format_table(mixture.name, table)))

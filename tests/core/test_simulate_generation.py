@@ -29,21 +29,31 @@ def test_sequences_in_flight_share_iterations_and_requests_spread_over_replicas(
     assert sorted(finished) == [2, 3] and sim.now == pytest.approx(10 * 0.012)
 
 
+@pytest.mark.parametrize("dispatch", ["any", "idle", "deferred"])
 @pytest.mark.parametrize("overlap", [1.0, 0.75, 0.5])
-def test_every_schedule_spends_exactly_the_grpo_budget(overlap):
+def test_every_schedule_spends_exactly_the_grpo_budget(overlap, dispatch):
     rng = np.random.default_rng(0)
     rates = rng.beta(0.5, 0.5, size=16)
     engine = Engine(replicas=2, max_num_seqs=8)
     lengths = Lengths(median=50.0, max_len=400)
     grpo = run_step(rates, 8, 1, None, 1.0, SeedingConfig(), lengths, engine, np.random.default_rng(1))
     xrpo = run_step(
-        rates, 8, 1, PlanningConfig(), overlap, SeedingConfig(), lengths, engine, np.random.default_rng(1)
+        rates,
+        8,
+        1,
+        PlanningConfig(),
+        overlap,
+        SeedingConfig(),
+        lengths,
+        engine,
+        np.random.default_rng(1),
+        dispatch,
     )
     for result in (grpo, xrpo):
         assert result.rollouts == 16 * 8
         assert 0.0 < result.slot_utilisation <= 1.0
-    # a phase barrier can only add time when every rollout fits the engine at once
-    assert xrpo.seconds > grpo.seconds
+    if overlap == 1.0:  # each barrier adds a wait for the phase's slowest rollout
+        assert xrpo.seconds > grpo.seconds
 
 
 def test_barriers_cost_more_than_the_overlapped_schedule_on_heavy_tails():
@@ -64,3 +74,29 @@ def test_cli_prints_a_table_and_refuses_a_bad_share(capsys):
     assert "xrpo (phases as built)" in out and "vs GRPO" in out
     with pytest.raises(SystemExit):
         main(["--overlap", "1.5"])
+    with pytest.raises(SystemExit):
+        main(["--dispatch", "eager"])
+
+
+def test_only_dispatch_any_sends_to_a_prompt_whose_rollouts_still_run():
+    """``idle`` and ``deferred`` keep one submission of a prompt in flight at a time."""
+    rates = np.random.default_rng(3).beta(0.5, 0.5, size=24)
+    engine = Engine(replicas=1, max_num_seqs=4096)
+    lengths = Lengths(median=100.0, max_len=2000)
+    busy = {}
+    for dispatch in ("any", "idle", "deferred"):
+        result = run_step(
+            rates,
+            8,
+            1,
+            PlanningConfig(),
+            0.5,
+            SeedingConfig(),
+            lengths,
+            engine,
+            np.random.default_rng(4),
+            dispatch,
+        )
+        assert result.rollouts == 24 * 8
+        busy[dispatch] = result.busy_submissions
+    assert busy["any"] > 0 and busy["idle"] == 0 and busy["deferred"] == 0
