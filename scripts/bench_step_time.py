@@ -1,13 +1,14 @@
 """XRPO's step time against GRPO's on the main job, with and without CPU mode's token-budgeted
 micro-batches: a benchmark (it prints figures and ratios), not a test.
 
-    python scripts/bench_step_time.py OUT [--steps 12] [--rounds 1]
+    python scripts/bench_step_time.py OUT [--steps 12] [--rounds 1] [--settings ...] [--contenders ...]
 
-Runs the main job (``python -m recipe.xrpo.scale_model.train``) for GRPO and XRPO, once with the
-CPU preset as it is and once with ``actor_rollout_ref.actor.use_dynamic_bsz=false`` (one padded
-micro-batch per step, the preset before), interleaved so that both estimators of a pair see the
-same machine; every run trains the same warm-started model (built once, in OUT/model). Medians
-over steps 2..N (step 1 warms up). Finished runs are skipped.
+Runs the main job (``python -m recipe.xrpo.scale_model.train``) for GRPO and XRPO (and XRPO with
+``planning.overlap_share=0.5``), once with the CPU preset as it is and once with
+``actor_rollout_ref.actor.use_dynamic_bsz=false`` (one padded micro-batch per step, the preset
+before), interleaved so that the contenders of a round see the same machine; every run trains the
+same warm-started model (built once, in OUT/model). Medians over steps 2..N (step 1 warms up).
+Finished runs are skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ PARTS = {
     "old_log_prob": "timing_s/old_log_prob",
     "update_actor": "timing_s/update_actor",
     "tokens (prompt + response)": "global_seqlen/mean",
+}
+CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the reference
+    "grpo": ("grpo", []),
+    "xrpo": ("xrpo", []),
+    "xrpo-overlap": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.5"]),
 }
 SETTINGS = {  # folder prefix: (what the table calls it, verl overrides)
     "dynamic": ("dynamic micro-batches (CPU preset)", []),
@@ -74,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each pair (new folders)")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument(
+        "--contenders",
+        nargs="+",
+        choices=list(CONTENDERS),
+        default=["grpo", "xrpo"],
+        help="grpo is always run",
+    )
     args = parser.parse_args(argv)
+    contenders = ["grpo", *(c for c in args.contenders if c != "grpo")]
     model = args.out / "model"
     if not (model / REPORT_FILE).is_file():
         build_warm_model_dir(model, PRESETS[ScaleModelRun.warm_start])  # the main job's warm start
@@ -82,21 +96,31 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(args.rounds):
         for slug in args.settings:
             label, overrides = SETTINGS[slug]
-            for estimator in ("grpo", "xrpo"):
-                folder = args.out / f"{slug}-{estimator}-r{round_}"
-                table.setdefault(label, {}).setdefault(estimator, []).append(
-                    medians(run(folder, model, estimator, args.steps, overrides))
+            for name in contenders:
+                estimator, own = CONTENDERS[name]
+                folder = args.out / f"{slug}-{name}-r{round_}"
+                table.setdefault(label, {}).setdefault(name, []).append(
+                    medians(run(folder, model, estimator, args.steps, [*overrides, *own]))
                 )
+    others = contenders[1:]
     print(f"\nmedians of steps 2-{args.steps}, seconds or tokens (one value per round)")
-    print("| setting | part | GRPO | XRPO | XRPO / GRPO |")
-    print("| --- | --- | --- | --- | --- |")
-    for label, by_estimator in table.items():
+    print(
+        "| setting | part | "
+        + " | ".join(contenders)
+        + " | "
+        + " | ".join(f"{c} / grpo" for c in others)
+        + " |"
+    )
+    print("| --- | --- |" + " --- |" * (len(contenders) + len(others)))
+    for label, by_name in table.items():
         for part in PARTS:
-            grpo = [r[part] for r in by_estimator["grpo"]]
-            xrpo = [r[part] for r in by_estimator["xrpo"]]
-            ratios = ", ".join(f"{x / g:.2f}" for g, x in zip(grpo, xrpo, strict=True))
-            cells = (", ".join(f"{v:.2f}" for v in grpo), ", ".join(f"{v:.2f}" for v in xrpo))
-            print(f"| {label} | {part} | {cells[0]} | {cells[1]} | {ratios} |")
+            values = {c: [r[part] for r in by_name[c]] for c in contenders}
+            cells = [", ".join(f"{v:.2f}" for v in values[c]) for c in contenders]
+            ratios = [
+                ", ".join(f"{x / g:.2f}" for g, x in zip(values["grpo"], values[c], strict=True))
+                for c in others
+            ]
+            print(f"| {label} | {part} | " + " | ".join(cells + ratios) + " |")
     return 0
 
 

@@ -47,6 +47,9 @@ class PlanningConfig:
     # later; the budget it frees goes to the other prompts. Acts from a prompt's second visit on.
     skip_agreed: bool = False
     skip_agreed_base: int = 2
+    # Beyond the paper: plan the next phase once this share of the current phase's rollouts is in,
+    # counting the ones still running; 1.0 waits for all of them (a barrier per phase).
+    overlap_share: float = 1.0
 
     def __post_init__(self) -> None:
         p = "planning."
@@ -83,6 +86,13 @@ class PlanningConfig:
                 self.skip_agreed_base,
                 f"is not between 1 and planning.n_base={self.n_base}",
                 "Use e.g. 2 (the default): a skipped prompt still needs a rollout to learn from.",
+            )
+        if not 0.0 < self.overlap_share <= 1.0:
+            raise _fail(
+                p + "overlap_share",
+                self.overlap_share,
+                "is not in (0, 1]",
+                "Use 1.0 to wait for every rollout of a phase, or e.g. 0.5 to plan once half are in.",
             )
 
     @property

@@ -205,6 +205,8 @@ def test_planning_off_is_uniform_grpo():
         ({"time_mode": "epoch"}, 8, "planning.time_mode='epoch'"),
         ({"skip_agreed_base": 0}, 8, "planning.skip_agreed_base=0"),
         ({"skip_agreed_base": 5}, 8, "planning.skip_agreed_base=5"),
+        ({"overlap_share": 0.0}, 8, "planning.overlap_share=0.0"),
+        ({"overlap_share": 1.5}, 8, "planning.overlap_share=1.5"),
         ({"skip_agreed": True, "num_phases": 1, "n_base": 8}, 8, "planning.skip_agreed=true"),
     ],
 )

@@ -8,15 +8,19 @@ The response text names the session, so tests can tell rollouts apart.
 
 Faults, also from ``extra_info``: sessions listed in ``fail_sessions`` raise (verl marks the prompt
 "failure"), sessions in ``empty_sessions`` return no output (no trajectory, the prompt still
-"finished"), and ``hang: true`` never returns.
+"finished"), and ``hang: true`` never returns. Sessions in ``wait_sessions`` return only once
+TransferQueue holds a trajectory of session ``wait_until_session`` or later of a prompt whose uid
+starts with ``wait_prefix`` (a later phase's rollout): under a barrier per phase they never return.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from typing import Any
 
+import transfer_queue as tq
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput
 
 
@@ -35,6 +39,8 @@ class ScriptedAgentLoop(AgentLoopBase):
         session = int(kwargs["session_id"])
         if info.get("hang"):
             await asyncio.Event().wait()  # nothing ever sets it
+        if session in info.get("wait_sessions", ()):
+            await wait_for_a_later_phase(info["wait_prefix"], int(info["wait_until_session"]))
         if session in info.get("fail_sessions", ()):
             raise RuntimeError(f"scripted failure of session {session}")
         if session in info.get("empty_sessions", ()):
@@ -54,3 +60,16 @@ class ScriptedAgentLoop(AgentLoopBase):
             metrics=AgentLoopMetrics(),
             extra_fields={"reward_extra_info": {"acc": correct}},
         )
+
+
+async def wait_for_a_later_phase(prefix: str, session: int, timeout_seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        listed = ((await tq.async_kv_list("train")) or {}).get("train", {})
+        if any(
+            key.startswith(prefix) and key.count("_") >= 2 and int(key.rsplit("_", 2)[1]) >= session
+            for key in listed
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no rollout of session {session} or later of {prefix}* in {timeout_seconds:g} s")

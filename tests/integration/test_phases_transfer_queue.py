@@ -25,7 +25,7 @@ from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.history import AgreementHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.integration import transfer_queue as xtq
-from verl_xrpo.integration.phases import PhasedRollout
+from verl_xrpo.integration.phases import PhasedRollout, settled_from
 from verl_xrpo.integration.rollout import XRPOAgentLoopManager
 
 from .conftest import ROLLOUT_N
@@ -83,6 +83,7 @@ def run_step(verl_config, manager, step, rates, names, bank, faults=None, histor
         tokenizer,
         max_prompt_tokens=400,
         submit=verl_submit(manager, step),
+        settled=settled_from(manager),
         poll_seconds=0.05,
         history=history,
     )
@@ -329,3 +330,64 @@ def test_a_hung_prompt_fails_the_step_naming_the_phase_and_the_prompt(verl_confi
     assert "u8x1 (running: 'How many stuck1 are in the box" in message and "u8x0" not in message
     done = [k for k in tq.kv_list("train")["train"] if k.startswith(("u8x0_", "u8x2_"))]
     tq.kv_clear(keys=[*done, "u8x0", "u8x1", "u8x2"], partition_id="train")
+
+
+def waits_for_phase_two(step):
+    """Fault flags: the prompt's session 0 returns only once a later phase's rollout is stored."""
+    return {"wait_sessions": [0], "wait_prefix": f"u{step}x", "wait_until_session": 3}  # n_base=3
+
+
+def test_an_overlapped_phase_starts_before_the_last_rollout_of_the_one_before(verl_config, manager):
+    """With overlap_share=0.5 phase 2 is planned and sent while a phase-1 rollout is still running;
+    the budget, the groups and the session numbering stay as under the barrier."""
+    names = ["lag2", "item1", "item2", "item3", "item4", "item5"]
+    overlap = {"planning": {"overlap_share": 0.5}, "phase_timeout_seconds": 30}
+    batch, report = run_step(
+        verl_config, manager, 21, [0.5] * 6, names, bank=None, faults={0: waits_for_phase_two(21)}, **overlap
+    )
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(uids), step=21)
+    assert len(keys) == len(set(keys)) == len(uids) * ROLLOUT_N  # GRPO's budget, no key overwritten
+    sessions = {uid: sorted(xtq.split_key(k)[1] for k in keys if k.startswith(uid + "_")) for uid in uids}
+    for uid in uids:
+        assert sessions[uid] == list(range(len(sessions[uid])))
+    assert 0 in sessions[uids[0]]  # the late rollout is in the group
+    assert report.metrics["xrpo/faults/failed_prompts"] == 0
+    assert report.metrics["xrpo/phases_run"] == 3
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_the_same_late_rollout_under_the_barrier_times_out(verl_config, manager):
+    """The control of the test above: waiting for all of phase 1 never sees phase 2."""
+    with pytest.raises(xtq.PhaseTimeout, match="step 22 phase 1: 1 of 6 prompts still generating"):
+        run_step(
+            verl_config,
+            manager,
+            22,
+            [0.5] * 6,
+            ["lag2", "item1", "item2", "item3", "item4", "item5"],
+            bank=None,
+            faults={0: waits_for_phase_two(22)},
+            phase_timeout_seconds=3,
+        )
+    listed = tq.kv_list("train")["train"]
+    tq.kv_clear(keys=[k for k in listed if k.startswith("u22x")], partition_id="train")
+
+
+def test_a_failure_seen_after_a_later_phase_was_sent_stays_the_prompts_status(verl_config, manager):
+    """Prompt 0's phase 1 fails (session 0 raises) but settles only after phase 2 is out, so it
+    gets phase-2 rollouts, whose own "finished" could overwrite verl's status of it."""
+    faults = {0: {**waits_for_phase_two(23), "wait_sessions": [2], "fail_sessions": [0]}}
+    names = ["lag5", "item1", "item2", "item3", "item4", "item5"]
+    overlap = {"planning": {"overlap_share": 0.5}, "phase_timeout_seconds": 30}
+    batch, report = run_step(
+        verl_config, manager, 23, [0.5] + [1.0] * 5, names, bank=None, faults=faults, **overlap
+    )
+    uids = [str(u) for u in batch["uid"]]
+    assert tq.kv_list("train")["train"][uids[0]]["status"] == "failure"  # what verl's buffer reads
+    keys = sample_all(verl_config, len(uids), step=23)
+    sessions = sorted(xtq.split_key(k)[1] for k in keys if k.startswith(uids[0] + "_"))
+    assert sessions[:2] == [1, 2] and sessions[-1] >= 3  # phase 1 less session 0, then later rollouts
+    assert report.metrics["xrpo/faults/failed_prompts"] == 1
+    assert report.metrics["xrpo/faults/missing_rollouts"] == 1
+    tq.kv_clear(keys=keys, partition_id="train")

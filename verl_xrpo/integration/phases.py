@@ -4,11 +4,18 @@ The trainer hands over the step's prompt batch (a verl TensorDict with ``uid`` a
 and a ``submit`` function; this module decides what each phase generates and reports metrics.
 Every trajectory stays under its prompt's uid, so verl's replay buffer later hands the trainer all
 phases of a prompt together.
+
+Each submission of a prompt (one phase's rollouts of it) is tracked on its own: the agent-loop
+worker reports when its sessions have settled (``rollout.py``), and the trajectories in
+TransferQueue say which sessions produced output. So a phase can be planned before the previous
+one is all in (``planning.overlap_share`` < 1), the rollouts still running counting towards their
+prompt's n and cap, while verl's single status per prompt is overwritten by each submission.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -16,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import ray
 from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 
@@ -25,7 +33,7 @@ from verl_xrpo.core.history import AgreementHistory
 from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
-from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY
+from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY, SUBMISSION_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,8 @@ class PromptRecord:
     phase2_correct: int = 0
     # Rollouts asked for and not generated (a failed session, an agent loop without output).
     missing: int = 0
+    # Rollouts asked for that are neither in nor known to be lost.
+    pending: int = 0
     # A phase of this prompt failed (status "failure" or missing rollouts): it gets no more
     # rollouts this step, since a failure that repeats (a reward that raises, a broken row) would
     # take budget in every phase; its group keeps the rollouts that exist.
@@ -75,13 +85,70 @@ class PromptRecord:
 
 
 @dataclass
+class Submission:
+    """One phase's rollouts of one prompt: its sessions ``offset`` .. ``offset + asked - 1``."""
+
+    name: str
+    record: PromptRecord
+    phase: int
+    offset: int
+    asked: int
+    seeded: bool
+    status: str | None = None  # verl's "finished" or "failure", once every session has settled
+    received: int = 0  # sessions whose trajectories are read
+    resolved: bool = False  # settled, and its lost sessions counted
+
+    def sessions_in(self) -> int:
+        """Sessions that are in or known to be lost."""
+        return self.asked if self.resolved else self.received
+
+
+@dataclass
+class InFlight:
+    """A step's submissions and what has come back of them."""
+
+    submissions: dict[str, Submission] = field(default_factory=dict)
+    by_uid: dict[str, list[Submission]] = field(default_factory=dict)
+    read_keys: set[str] = field(default_factory=set)
+    sessions_read: set[tuple[str, int]] = field(default_factory=set)
+    faults: dict[int, list[str]] = field(default_factory=dict)  # phase -> faults, until reported
+    reported: set[int] = field(default_factory=set)  # phases whose faults are logged
+
+    def add(self, sub: Submission) -> None:
+        self.submissions[sub.name] = sub
+        self.by_uid.setdefault(sub.record.uid, []).append(sub)
+
+    def owner(self, uid: str, session: int) -> Submission:
+        for sub in self.by_uid[uid]:
+            if sub.offset <= session < sub.offset + sub.asked:
+                return sub
+        raise KeyError(f"no submission of prompt {uid} asked for session {session}")
+
+    def of_phase(self, phase: int) -> list[Submission]:
+        return [s for s in self.submissions.values() if s.phase == phase]
+
+
+def settled_from(manager: Any) -> Callable[[], dict[str, str]]:
+    """What the agent-loop workers of verl's ``manager`` have settled since the last call."""
+
+    def settled() -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for part in ray.get([worker.take_settled.remote() for worker in manager.agent_loop_workers]):
+            merged.update(part)
+        return merged
+
+    return settled
+
+
+@dataclass
 class StepReport:
     metrics: dict[str, float]
     rollouts: int
 
 
 class PhasedRollout:
-    """Runs the phases of one step. ``submit`` sends a prompt sub-batch to verl's agent loops."""
+    """Runs the phases of one step. ``submit`` sends a prompt sub-batch to verl's agent loops;
+    ``settled`` returns the submissions whose sessions have all settled since its last call."""
 
     def __init__(
         self,
@@ -91,8 +158,11 @@ class PhasedRollout:
         tokenizer: Any,
         max_prompt_tokens: int,
         submit: Callable[[TensorDict], Any],
+        settled: Callable[[], dict[str, str]],
         decode: Callable[[list[int]], str] | None = None,
         poll_seconds: float = 0.2,
+        first_poll_seconds: float = 0.01,
+        progress_seconds: float = 60.0,
         history: AgreementHistory | None = None,
     ):
         self.settings = settings
@@ -101,8 +171,11 @@ class PhasedRollout:
         self.tokenizer = tokenizer
         self.max_prompt_tokens = max_prompt_tokens
         self.submit = submit
+        self.settled = settled
         self.decode = decode or (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
         self.poll_seconds = poll_seconds
+        self.first_poll_seconds = first_poll_seconds
+        self.progress_seconds = progress_seconds
         self.history = history if settings.planning.skips_agreed else None
 
     def run(self, batch: TensorDict, step: int, rollouts_drawn: int = 0) -> StepReport:
@@ -113,19 +186,23 @@ class PhasedRollout:
         if self.history is not None:
             for record in records:
                 record.skipped = self.history.agreed(record.question)
+        flight = InFlight()
+        share = self.settings.planning.overlap_share
         # Sessions asked for so far, per prompt: the next phase numbers its sessions from here, so a
         # failed session's id is never reused.
         counts = self.planner.base_counts(len(uids), np.array([r.skipped for r in records], dtype=bool))
-        self._run_phase(
-            batch, records, np.arange(len(uids)), counts, np.zeros_like(counts), {}, timing, step, phase=1
-        )
-        zero_variance_before = _zero_variance_share(records)
+        self._submit(batch, records, flight, np.arange(len(uids)), counts, np.zeros_like(counts), {}, step, 1)
         budgets = self.planner.phase_budgets(len(uids), int(counts.sum()))
-        start = time.perf_counter()
-        reserved, first_seeded = self._seeding_share(records, budgets, step)
-        timing["retrieval"] += time.perf_counter() - start
-        phases_run = 1
+        zero_variance_before = math.nan
+        phases_run, last_phase = 1, 1
+        reserved, first_seeded = np.zeros(len(uids), dtype=np.int64), {}
         for phase, budget in enumerate(budgets, start=2):
+            self._collect(records, flight, flight.of_phase(last_phase), share, timing, step)
+            if phase == 2:
+                zero_variance_before = _zero_variance_share(records)
+                start = time.perf_counter()
+                reserved, first_seeded = self._seeding_share(records, budgets, step)
+                timing["retrieval"] += time.perf_counter() - start
             held = reserved if phase == 2 else np.zeros_like(reserved)
             start = time.perf_counter()
             extra = self._plan(records, budget, held, step, rollouts_drawn)
@@ -137,15 +214,22 @@ class PhasedRollout:
             seeded = first_seeded if phase == 2 else self._seeded_messages(records, rows)
             seeded = {row: m for row, m in seeded.items() if extra[row] > 0}
             timing["retrieval"] += time.perf_counter() - start
-            self._run_phase(batch, records, rows, extra[rows], counts[rows], seeded, timing, step, phase)
+            self._submit(batch, records, flight, rows, extra[rows], counts[rows], seeded, step, phase)
             counts = counts + extra
-            phases_run += 1
+            phases_run, last_phase = phases_run + 1, phase
+        self._collect(records, flight, list(flight.submissions.values()), 1.0, timing, step)
+        if math.isnan(zero_variance_before):
+            zero_variance_before = _zero_variance_share(records)
         generated = sum(len(r.correct) for r in records)
         if generated == 0:
             raise RuntimeError(
                 f"XRPO step {step}: none of the {len(records)} prompts got a rollout, every generation "
                 f"failed; the rollout workers' log has the errors."
             )
+        # A later submission of a prompt overwrites verl's status of it; a failure must stay one.
+        xtq.mark_failed(
+            [r.uid for r in records if any(s.status == xtq.FAILURE for s in flight.by_uid[r.uid])]
+        )
         if self.history is not None:
             for record in records:
                 self.history.record(record.question, record.correct)
@@ -171,26 +255,29 @@ class PhasedRollout:
     ) -> np.ndarray:
         """One later phase's rollouts per prompt: seeding's ``held`` share plus the planner's grants.
 
-        Prompts whose generation failed are left out. Their share goes to the others, up to the
-        per-prompt cap; what does not fit is lost (``xrpo/budget/rollouts_lost``). Skipped prompts
-        are left out of the planning and take only what the planned prompts cannot hold.
+        Rollouts still running count towards their prompt's n and cap. Prompts whose generation
+        failed are left out. Their share goes to the others, up to the per-prompt cap; what does not
+        fit is lost (``xrpo/budget/rollouts_lost``). Skipped prompts are left out of the planning
+        and take only what the planned prompts cannot hold.
         """
         healthy = np.array([not r.failed for r in records])
         planned = healthy & ~np.array([r.skipped for r in records], dtype=bool)
+        pending = np.array([r.pending for r in records], dtype=np.int64)
         extra = np.where(planned, held, 0)
         rows = np.flatnonzero(planned)
         if len(rows) == 0:
             return self._overflow(records, extra, budget, healthy & ~planned)
         rewards = [records[row].correct for row in rows]
+        promised = extra[rows] + pending[rows]
         room = sum(
-            max(self.planner.n_max - len(r) - int(h), 0) for r, h in zip(rewards, extra[rows], strict=True)
+            max(self.planner.n_max - len(r) - int(p), 0) for r, p in zip(rewards, promised, strict=True)
         )
         plan = self.planner.plan_phase(
             rewards,
             min(budget - int(extra.sum()), room),
             step=step,
             rollouts_drawn=rollouts_drawn + sum(len(r.correct) for r in records),
-            reserved=extra[rows],
+            reserved=promised,
         )
         extra[rows] += plan.extra
         return self._overflow(records, extra, budget, healthy & ~planned)
@@ -199,7 +286,8 @@ class PhasedRollout:
         self, records: list[PromptRecord], extra: np.ndarray, budget: int, takers: np.ndarray
     ) -> np.ndarray:
         """What is left of ``budget`` goes round the ``takers``, up to their cap."""
-        room = np.where(takers, [self.planner.n_max - len(r.correct) for r in records], 0) - extra
+        held = [self.planner.n_max - len(r.correct) - r.pending for r in records]
+        room = np.where(takers, held, 0) - extra
         return extra + deal_round_robin(room, budget - int(extra.sum()))
 
     def _seeding_share(
@@ -207,8 +295,9 @@ class PhasedRollout:
     ) -> tuple[np.ndarray, dict[int, list[dict]]]:
         """Seeding's own rollouts for the first later phase, and the seeded prompts they are drawn with.
 
-        Every prompt that failed all of phase 1 and has exemplars that fit qualifies; a random
-        ``control_share`` of them gets the same rollouts unseeded (the control arm).
+        Every prompt whose phase-1 rollouts are all in and all failed, and that has exemplars that
+        fit, qualifies; a random ``control_share`` of them gets the same rollouts unseeded (the
+        control arm).
         """
         reserved = np.zeros(len(records), dtype=np.int64)
         if not budgets:
@@ -230,7 +319,7 @@ class PhasedRollout:
         return reserved, seeded
 
     def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
-        """Seeded chat messages for the rows whose rollouts all failed so far (where exemplars fit)."""
+        """Seeded chat messages for the rows whose rollouts, all in, all failed (where exemplars fit)."""
         if self.bank is None or len(self.bank) == 0:
             return {}
         failing = [
@@ -238,6 +327,7 @@ class PhasedRollout:
             for row in rows
             if records[row].correct
             and not any(records[row].correct)
+            and not records[row].pending
             and not records[row].control
             and not records[row].failed
             and not records[row].skipped
@@ -260,90 +350,145 @@ class PhasedRollout:
                 seeded[row] = messages
         return seeded
 
-    def _run_phase(
+    def _submit(
         self,
         batch: TensorDict,
         records: list[PromptRecord],
+        flight: InFlight,
         rows: np.ndarray,
         extra: np.ndarray,
         offsets: np.ndarray,
         seeded: dict[int, list[dict]],
-        timing: dict[str, float],
         step: int,
         phase: int,
     ) -> None:
-        label = f"step {step} phase {phase}"
         # Always a copy, even when the phase covers every prompt: the fields set below (counts,
         # offsets, seeded prompts) belong to this phase and must not leak into the step's batch.
         sub = tu.index_select_tensor_dict(batch, rows.tolist())
+        names = [f"{records[row].uid}@{int(offset)}" for row, offset in zip(rows, offsets, strict=True)]
         tu.assign_non_tensor_stack(sub, ROLLOUT_N_KEY, [int(n) for n in extra])
         tu.assign_non_tensor_stack(sub, SESSION_OFFSET_KEY, [int(o) for o in offsets])
+        tu.assign_non_tensor_stack(sub, SUBMISSION_KEY, names)
         if seeded:
             prompts = [seeded.get(int(row), records[row].messages) for row in rows]
             tu.assign_non_tensor_stack(sub, "raw_prompt", prompts)
-        start = time.perf_counter()
+        for name, row, n, offset in zip(names, rows, extra, offsets, strict=True):
+            record = records[row]
+            record.pending += int(n)
+            flight.add(Submission(name, record, phase, int(offset), int(n), int(row) in seeded))
         self.submit(sub)
-        phase_uids = [records[row].uid for row in rows]
-        status = xtq.wait_for_prompts(
-            phase_uids,
-            self.settings.phase_timeout_seconds,
-            poll_seconds=self.poll_seconds,
-            label=label,
-            names={records[row].uid: records[row].snippet() for row in rows},
-        )
-        timing["generation"] += time.perf_counter() - start
-        first_new = {records[row].uid: int(offset) for row, offset in zip(rows, offsets, strict=True)}
-        keys = xtq.trajectory_keys(phase_uids, min_session=first_new)
-        trajectories = xtq.read_trajectories(
-            [k for uid in phase_uids for k in keys[uid]],
-            self.settings.success_key,
-            self.settings.success_threshold,
-        )
-        by_uid = {r.uid: r for r in records}
-        seeded_uids = {records[row].uid for row in seeded}
-        for traj in trajectories:
-            record = by_uid[traj.uid]
-            record.correct.append(float(traj.correct))
-            if phase == 2:
-                record.phase2_sessions += 1
-                record.phase2_correct += int(traj.correct)
-            if traj.uid in seeded_uids:
-                record.seeded_sessions += 1
-                record.seeded_correct += int(traj.correct)
-        if self.bank is not None:
-            for traj in trajectories:
-                if traj.correct:
-                    self.bank.add(by_uid[traj.uid].question, self.decode(traj.response_ids))
-        self._note_faults(records, rows, extra, keys, status, label)
         logger.info(
-            "XRPO %s: %d prompts (%d seeded), %d rollouts", label, len(rows), len(seeded), len(trajectories)
+            "XRPO step %d phase %d: %d prompts (%d seeded), %d rollouts asked",
+            step,
+            phase,
+            len(rows),
+            len(seeded),
+            int(extra.sum()),
         )
 
-    @staticmethod
-    def _note_faults(
+    def _collect(
+        self,
         records: list[PromptRecord],
-        rows: np.ndarray,
-        asked: np.ndarray,
-        keys: dict[str, list[str]],
-        status: dict[str, str],
-        label: str,
+        flight: InFlight,
+        awaited: list[Submission],
+        share: float,
+        timing: dict[str, float],
+        step: int,
     ) -> None:
-        """Mark the prompts whose generation failed in this phase, and say so in the log."""
-        faults = []
-        for row, wanted in zip(rows, asked, strict=True):
-            record = records[row]
-            got = len({xtq.split_key(key)[1] for key in keys[record.uid]})  # sessions, not outputs
-            if status[record.uid] == xtq.FAILURE or got < wanted:
-                record.failed = True
-                record.missing += int(wanted) - got
-                faults.append(f"{record.label()} {status[record.uid]} with {got} of {wanted} rollouts")
+        """Read rollouts as they come in, until the ``awaited`` submissions have all settled or,
+        with ``share`` < 1, that share of their rollouts is in.
+
+        Raises ``xtq.PhaseTimeout`` after ``phase_timeout_seconds``, naming the prompts still out.
+        """
+        start = last_report = time.perf_counter()
+        wanted = math.ceil(share * sum(s.asked for s in awaited))
+        wait = self.first_poll_seconds
+        while True:
+            self._receive(records, flight, step)
+            out = [s for s in awaited if not s.resolved]
+            if not out or sum(s.sessions_in() for s in awaited) >= wanted:
+                break
+            now = time.perf_counter()
+            label = f"step {step} phase {min(s.phase for s in out)}"
+            uids = list(dict.fromkeys(s.record.uid for s in out))
+            if now - start >= self.settings.phase_timeout_seconds:
+                names = {s.record.uid: s.record.snippet() for s in out}
+                raise xtq.timeout_error(
+                    label,
+                    uids,
+                    len({s.record.uid for s in awaited}),
+                    now - start,
+                    self.settings.phase_timeout_seconds,
+                    names,
+                )
+            if now - last_report >= self.progress_seconds:
+                logger.info(
+                    "XRPO %s: %d prompts still generating after %.0f s", label, len(uids), now - start
+                )
+                last_report = now
+            time.sleep(wait)
+            wait = min(wait * 1.5, self.poll_seconds)
+        timing["generation"] += time.perf_counter() - start
+
+    def _receive(self, records: list[PromptRecord], flight: InFlight, step: int) -> None:
+        """Take what has settled, then read every trajectory not read yet (a settled submission's
+        trajectories are all stored before it reports), then count what the settled ones lost."""
+        for name, status in self.settled().items():
+            if name in flight.submissions:  # not a leftover of an earlier step
+                flight.submissions[name].status = status
+        waiting = [r.uid for r in records if r.pending]
+        keys = xtq.trajectory_keys(waiting)
+        new = [key for uid in waiting for key in keys[uid] if key not in flight.read_keys]
+        trajectories = xtq.read_trajectories(new, self.settings.success_key, self.settings.success_threshold)
+        for traj in trajectories:
+            flight.read_keys.add(traj.key)
+            sub = flight.owner(traj.uid, traj.session_id)
+            record = sub.record
+            if (traj.uid, traj.session_id) not in flight.sessions_read:
+                flight.sessions_read.add((traj.uid, traj.session_id))
+                sub.received += 1
+                record.pending -= 1
+            record.correct.append(float(traj.correct))
+            if sub.phase == 2:
+                record.phase2_sessions += 1
+                record.phase2_correct += int(traj.correct)
+            if sub.seeded:
+                record.seeded_sessions += 1
+                record.seeded_correct += int(traj.correct)
+            if self.bank is not None and traj.correct:
+                self.bank.add(record.question, self.decode(traj.response_ids))
+        for sub in flight.submissions.values():
+            if sub.status is not None and not sub.resolved:
+                self._resolve(sub, flight)
+        for phase in sorted({s.phase for s in flight.submissions.values()} - flight.reported):
+            subs = flight.of_phase(phase)
+            if all(s.resolved for s in subs):
+                flight.reported.add(phase)
+                self._warn_faults(flight.faults.pop(phase, []), len(subs), f"step {step} phase {phase}")
+
+    @staticmethod
+    def _resolve(sub: Submission, flight: InFlight) -> None:
+        """A settled submission: the sessions that left no trajectory are lost, and a prompt with a
+        failed session or a lost one gets no more rollouts this step."""
+        sub.resolved = True
+        lost = sub.asked - sub.received
+        record = sub.record
+        record.pending -= lost
+        if sub.status == xtq.FAILURE or lost:
+            record.failed = True
+            record.missing += lost
+            fault = f"{record.label()} {sub.status} with {sub.received} of {sub.asked} rollouts"
+            flight.faults.setdefault(sub.phase, []).append(fault)
+
+    @staticmethod
+    def _warn_faults(faults: list[str], prompts: int, label: str) -> None:
         if faults:
             logger.warning(
                 "XRPO %s: generation failed for %d of %d prompts (%s); their groups keep the rollouts "
                 "that exist and get no more this step",
                 label,
                 len(faults),
-                len(rows),
+                prompts,
                 "; ".join(faults[: xtq.SHOWN_PROMPTS]) + (" ..." if len(faults) > xtq.SHOWN_PROMPTS else ""),
             )
 

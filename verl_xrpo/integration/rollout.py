@@ -5,6 +5,11 @@ trajectory under ``{uid}_{session_id}_{index}``, so a second submission of the s
 overwrite the first. XRPO's later phases pass ``__session_offset__`` (the sessions the prompt
 already has) and this worker shifts the session ids by it: every trajectory of every phase gets
 its own key, and all of them keep the prompt's uid, so verl groups them as one prompt.
+
+verl keeps one status per prompt (``{uid}``'s tag), which a second submission of the prompt
+overwrites while the first still runs. So each XRPO submission also carries a name
+(``__xrpo_submission__``), and the worker reports, per name, when all its sessions have settled and
+whether any raised (verl's own "finished" or "failure", per submission): ``take_settled``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import transfer_queue as tq
 from verl.experimental.agent_loop import AgentLoopWorker
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
-from verl_xrpo.integration.request_keys import SESSION_OFFSET_KEY
+from verl_xrpo.integration.request_keys import SESSION_OFFSET_KEY, SUBMISSION_KEY
+from verl_xrpo.integration.transfer_queue import FAILURE, FINISHED
 
 
 class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors cannot be subclassed directly
@@ -26,6 +32,24 @@ class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors
         AgentLoopWorker.__init__(self, *args, **kwargs)
         tq.init()
         self.background_tasks = set()
+        self._settled: dict[str, str] = {}  # submission -> status, until the trainer takes it
+        self._raised: set[str] = set()  # submissions with a session that raised
+
+    async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False):
+        # Left in the prompt: verl passes it on to every session, whose _run_agent_loop pops it.
+        submission = prompt.get(SUBMISSION_KEY)
+        try:
+            await super()._run_prompt(prompt, sampling_params, trajectory=trajectory, trace=trace)
+        finally:
+            if submission is not None:
+                raised = submission in self._raised
+                self._raised.discard(submission)
+                self._settled[submission] = FAILURE if raised else FINISHED
+
+    async def take_settled(self) -> dict[str, str]:
+        """Submissions settled since the last call, with their status."""
+        settled, self._settled = self._settled, {}
+        return settled
 
     async def _run_agent_loop(
         self,
@@ -38,10 +62,16 @@ class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors
     ):
         # Popped, so it is neither passed to the agent loop nor stored as a trajectory field.
         offset = int(kwargs.pop(SESSION_OFFSET_KEY, 0))
+        submission = kwargs.pop(SUBMISSION_KEY, None)
         kwargs["session_id"] = int(kwargs["session_id"]) + offset
-        return await super()._run_agent_loop(
-            sampling_params, trajectory, agent_name=agent_name, trace=trace, **kwargs
-        )
+        try:
+            return await super()._run_agent_loop(
+                sampling_params, trajectory, agent_name=agent_name, trace=trace, **kwargs
+            )
+        except BaseException:
+            if submission is not None:
+                self._raised.add(submission)
+            raise
 
 
 XRPOAgentLoopWorker = ray.remote(_XRPOAgentLoopWorker)

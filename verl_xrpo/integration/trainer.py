@@ -55,7 +55,7 @@ from verl_xrpo.integration.checks import check_run
 from verl_xrpo.integration.data_checks import check_training_rows
 from verl_xrpo.integration.estimator import sampling_log_probs
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
-from verl_xrpo.integration.phases import PhasedRollout, question_text
+from verl_xrpo.integration.phases import PhasedRollout, question_text, settled_from
 from verl_xrpo.integration.request_keys import MANAGER_PATH
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ class XRPOTrainer(PPOTrainerSync):
             self.tokenizer,
             max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
             submit=self._submit_batch_to_rollout,
+            settled=settled_from(self.agent_loop_manager),
             history=self.history,
         )
         batch = self._next_train_batch()

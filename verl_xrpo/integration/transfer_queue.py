@@ -9,7 +9,6 @@ token), ``responses``, ``response_mask`` and ``extra_fields["reward_extra_info"]
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,8 +17,7 @@ import transfer_queue as tq
 
 logger = logging.getLogger(__name__)
 
-DONE = ("finished", "failure")
-FAILURE = "failure"
+FINISHED, FAILURE = "finished", "failure"  # verl's terminal statuses of a prompt
 SHOWN_PROMPTS = 5  # prompts named in a message; the rest are counted
 
 
@@ -42,65 +40,52 @@ class PhaseTimeout(RuntimeError):
     """A phase's prompts were not all done in time; the message names the phase and those prompts."""
 
 
-def wait_for_prompts(
+def timeout_error(
+    label: str,
     uids: Sequence[str],
+    prompts: int,
+    waited: float,
     timeout_seconds: float,
-    partition_id: str = "train",
-    poll_seconds: float = 0.2,
-    first_poll_seconds: float = 0.01,
-    progress_seconds: float = 60.0,
-    label: str = "",
     names: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """Block until every prompt has a finished or failed status; returns each prompt's status.
+    partition_id: str = "train",
+) -> PhaseTimeout:
+    """The error for prompts still generating after ``algorithm.xrpo.phase_timeout_seconds``,
+    naming each with verl's status of it (``names`` gives each uid a readable label)."""
+    tags = (tq.kv_list(partition_id) or {}).get(partition_id, {})
+    names = names or {}
+    shown = [
+        f"{uid} ({tags.get(uid, {}).get('status', 'missing')}{': ' + names[uid] if uid in names else ''})"
+        for uid in uids
+    ]
+    more = f" and {len(shown) - SHOWN_PROMPTS} more" if len(shown) > SHOWN_PROMPTS else ""
+    return PhaseTimeout(
+        f"XRPO {label}: {len(uids)} of {prompts} prompts still generating after {waited:.0f} s "
+        f"(algorithm.xrpo.phase_timeout_seconds={timeout_seconds:g}): "
+        f"{'; '.join(shown[:SHOWN_PROMPTS])}{more}. The rollout workers' log says why; raise the "
+        f"limit if their generations are just slow."
+    )
 
-    Raises ``PhaseTimeout`` after ``timeout_seconds`` (``algorithm.xrpo.phase_timeout_seconds``),
-    naming the prompts still pending or running (``names`` gives each uid a readable label).
-    The poll starts at ``first_poll_seconds`` and backs off to ``poll_seconds``: a phase that ends
-    within a second (small models, the CPU) is seen at once, a long one costs few polls.
+
+def mark_failed(uids: Sequence[str], partition_id: str = "train") -> None:
+    """Set verl's status of these prompts to "failure" (a later submission may have overwritten it)."""
+    for uid in uids:
+        tq.kv_put(key=uid, partition_id=partition_id, tag={"status": FAILURE})
+
+
+def trajectory_keys(uids: Iterable[str], partition_id: str = "train") -> dict[str, list[str]]:
+    """The stored trajectory keys of each uid, in session order.
+
+    TransferQueue lists a key as soon as a put starts and tags it when its fields are stored; only
+    tagged keys (verl's trajectory tag has a ``status``) can be read.
     """
-    wanted = set(uids)
-    started = last_report = time.monotonic()
-    wait = first_poll_seconds
-    while True:
-        tags = (tq.kv_list(partition_id) or {}).get(partition_id, {})
-        status = {uid: tags.get(uid, {}).get("status", "missing") for uid in wanted}
-        pending = [uid for uid in uids if status[uid] not in DONE]
-        if not pending:
-            return status
-        now = time.monotonic()
-        if now - started >= timeout_seconds:
-            shown = [
-                f"{uid} ({status[uid]}{': ' + names[uid] if names and uid in names else ''})"
-                for uid in pending
-            ]
-            more = f" and {len(shown) - SHOWN_PROMPTS} more" if len(shown) > SHOWN_PROMPTS else ""
-            raise PhaseTimeout(
-                f"XRPO {label}: {len(pending)} of {len(wanted)} prompts still generating after "
-                f"{now - started:.0f} s (algorithm.xrpo.phase_timeout_seconds={timeout_seconds:g}): "
-                f"{'; '.join(shown[:SHOWN_PROMPTS])}{more}. The rollout workers' log says why; raise the "
-                f"limit if their generations are just slow."
-            )
-        if now - last_report >= progress_seconds:
-            done = len(wanted) - len(pending)
-            logger.info("XRPO %s: %d/%d prompts done after %.0f s", label, done, len(wanted), now - started)
-            last_report = now
-        time.sleep(wait)
-        wait = min(wait * 1.5, poll_seconds)
-
-
-def trajectory_keys(
-    uids: Iterable[str], partition_id: str = "train", min_session: dict[str, int] | None = None
-) -> dict[str, list[str]]:
-    """The trajectory keys of each uid, in session order (only sessions >= min_session[uid])."""
     wanted = set(uids)
     tags = (tq.kv_list(partition_id) or {}).get(partition_id, {})
     keys: dict[str, list[str]] = defaultdict(list)
     for key, tag in tags.items():
-        if tag.get("is_prompt") or key.count("_") < 2:
+        if tag.get("is_prompt") or key.count("_") < 2 or "status" not in tag:
             continue
-        uid, session_id, _ = split_key(key)
-        if uid in wanted and session_id >= (min_session or {}).get(uid, 0):
+        uid, _, _ = split_key(key)
+        if uid in wanted:
             keys[uid].append(key)
     return {uid: sorted(keys.get(uid, []), key=split_key) for uid in uids}
 
