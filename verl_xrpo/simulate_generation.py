@@ -4,17 +4,20 @@ GRPO submits a step's ``prompts x rollout-n`` rollouts at once and waits for the
 built waits for every phase's slowest rollout before it plans the next phase, so on reasoning
 lengths (a long right tail) its generation time tends towards the sum of the phases' tails. This
 benchmark puts numbers on that with a model of a continuous-batching engine, and measures the
-overlapped schedule, which plans the next phase once a share of the
-current one's rollouts is in, so new work fills the slots the tail leaves idle (a schedule of this
-benchmark only: the trainer does not run it yet). How an overlapped phase dispatches (``--dispatch``):
+overlapped schedule, which plans the next phase once a share of the current one's rollouts is in,
+so new work fills the slots the tail leaves idle. How an overlapped phase dispatches
+(``--dispatch``):
 
 - ``any``: a prompt may get new rollouts while its earlier ones still run (they count towards its
-  n and its cap). A trainer needs two submissions of one prompt in flight at once for this.
+  n and its cap); two submissions of one prompt are in flight at once. The trainer runs this one
+  (``algorithm.xrpo.planning.overlap_share``), tracking each submission on its own.
 - ``idle``: only prompts with nothing running get new rollouts; what they cannot hold waits for a
   last phase after every rollout is in.
 - ``deferred``: planned as ``any``, but a prompt's new rollouts are sent once its running ones
-  are done. ``idle`` and ``deferred`` are what a trainer can do when verl keeps one status per
-  prompt (it does: ``{uid}``'s status tag), so one submission of a prompt at a time.
+  are done. ``idle`` and ``deferred`` are what a trainer could do with one submission of a prompt
+  at a time (verl's single status per prompt, ``{uid}``'s tag, alone allows no more).
+
+The models:
 
 - lengths: per prompt a median ``median x exp(N(0, prompt_sigma))``, per rollout times
   ``exp(N(0, sigma))``, wrong answers ``wrong_factor`` times longer, cut at ``max_len`` (assumed
