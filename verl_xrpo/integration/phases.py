@@ -269,9 +269,7 @@ class PhasedRollout:
             return self._overflow(records, extra, budget, healthy & ~planned)
         rewards = [records[row].correct for row in rows]
         promised = extra[rows] + pending[rows]
-        room = sum(
-            max(self.planner.n_max - len(r) - int(p), 0) for r, p in zip(rewards, promised, strict=True)
-        )
+        room = sum(max(self._cap_room(records[row]) - int(extra[row]), 0) for row in rows)
         plan = self.planner.plan_phase(
             rewards,
             min(budget - int(extra.sum()), room),
@@ -286,9 +284,12 @@ class PhasedRollout:
         self, records: list[PromptRecord], extra: np.ndarray, budget: int, takers: np.ndarray
     ) -> np.ndarray:
         """What is left of ``budget`` goes round the ``takers``, up to their cap."""
-        held = [self.planner.n_max - len(r.correct) - r.pending for r in records]
-        room = np.where(takers, held, 0) - extra
+        room = np.where(takers, [self._cap_room(r) for r in records], 0) - extra
         return extra + deal_round_robin(room, budget - int(extra.sum()))
+
+    def _cap_room(self, record: PromptRecord) -> int:
+        """Rollouts the prompt can still be given: its cap less those in and those still running."""
+        return self.planner.n_max - len(record.correct) - record.pending
 
     def _seeding_share(
         self, records: list[PromptRecord], budgets: list[int], step: int
