@@ -64,6 +64,8 @@ VARIANTS = {
         Variant("xrpo_no_sharpening", "xrpo", ("algorithm.xrpo.sharpening.enable=false",)),
         # half the prompts that qualify for seeding stay unseeded: seeding's lift, measured
         Variant("xrpo_seeding_control", "xrpo", ("algorithm.xrpo.seeding.control_share=0.5",), ranked=False),
+        # prompts that agreed on their previous visit get 2 rollouts: needs a multi-epoch schedule
+        Variant("xrpo_skip_agreed", "xrpo", ("algorithm.xrpo.planning.skip_agreed=true",), ranked=False),
     )
 }
 DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v.ranked]
@@ -90,6 +92,7 @@ class Schedule:
     task: str
     warm_start: str
     settings: tuple[str, ...] = ()
+    warm_model_dir: Path | None = None  # a built warm start to share (another comparison's)
 
     @property
     def val_key(self) -> str:
@@ -127,6 +130,8 @@ START = "start"  # the warm-started model before any RL: every variant's referen
 
 def warm_model(out: Path, schedule: Schedule) -> Path:
     """The one warm start of the comparison (its seed is 0; cells differ by data and sampling)."""
+    if schedule.warm_model_dir is not None:
+        return schedule.warm_model_dir
     folder = out / "models" / "warm_start"
     if not (folder / REPORT_FILE).is_file():
         build_warm_model_dir(folder, replace(PRESETS[schedule.warm_start], task=schedule.task))
@@ -578,6 +583,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--task", default=tasks.CHAIN, help="chain, or rg:NAME[:key=value,...] (default: %(default)s)"
     )
     parser.add_argument("--warm-start", choices=sorted(PRESETS), default="scale")
+    parser.add_argument(
+        "--warm-model",
+        type=Path,
+        default=None,
+        help="a built warm-start folder to use instead of OUT/models/warm_start (e.g. another comparison's)",
+    )
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--val-every", type=int, default=10)
     parser.add_argument("--val-size", type=int, default=256)
@@ -595,6 +606,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         tasks.TaskSpec.parse(args.task)
     except ValueError as error:
         parser.error(f"--task: {error}")
+    if args.warm_model is not None and not (args.warm_model / REPORT_FILE).is_file():
+        parser.error(f"--warm-model: {args.warm_model} has no {REPORT_FILE}; give a built warm-start folder")
     return args
 
 
@@ -615,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.task,
         args.warm_start,
         tuple(args.set),
+        args.warm_model.resolve() if args.warm_model else None,
     )
     failures = 0
     if args.action == "train":
