@@ -134,3 +134,41 @@ def test_each_seed_has_its_own_target_and_validation_before_training_does_not_co
         {"seed": 1, "step": 5, "val_acc": 0.3},
     ]
     assert steps_to_reach(rows, {0: 0.55, 1: 0.25}) == pytest.approx((10 + 5) / 2)
+
+
+def test_held_out_pass_at_1_is_reported_per_difficulty_level(tmp_path):
+    from recipe.xrpo.scale_model import tasks
+
+    levels = [
+        r["extra_info"]["difficulty"] for r in tasks.generate_rows("chain", "val", SCHEDULE.val_size, 0)
+    ]
+    successes = [4 * (i % 2) for i in range(len(levels))]  # odd prompts always right, even ones never
+    cell = write_cell(tmp_path, "grpo", 0, [0.2, 0.3, 0.4], [[1, 0]])
+    for path in (cell.folder / "eval.json", start_folder(tmp_path, 0) / "eval.json"):
+        write_eval(path, 0.5)
+        path.write_text(
+            json.dumps({**json.loads(path.read_text()), "samples": 4, "successes_per_prompt": successes})
+        )
+
+    summary = report(tmp_path, [cell], SCHEDULE)
+
+    expected = {}
+    for level in set(levels):
+        mine = [i for i, lv in enumerate(levels) if lv == level]
+        expected[level] = sum(i % 2 for i in mine) / len(mine)
+    assert summary["grpo"]["pass1_by_level"] == pytest.approx(expected)
+    assert summary[START]["pass1_by_level"] == pytest.approx(expected)
+    easiest_first = [level.name for level in tasks.CHAIN_LEVELS]
+    row = "| warm start | " + " | ".join(f"{expected[level]:.3f}" for level in easiest_first) + " |"
+    assert row in format_summary(summary)
+
+
+def test_an_evaluation_of_other_prompts_has_no_levels():
+    from recipe.xrpo.scale_model.compare import pass1_by_level
+
+    assert pass1_by_level({"samples": 4, "successes_per_prompt": [1, 2]}, ["k2", "k3", "k4"]) is None
+    assert pass1_by_level({"samples": 4}, ["k2"]) is None
+    assert pass1_by_level({"samples": 4, "successes_per_prompt": [1, 4, 2]}, ["k2", "k3", "k2"]) == {
+        "k2": pytest.approx(0.375),
+        "k3": 1.0,
+    }

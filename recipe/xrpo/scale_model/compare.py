@@ -418,6 +418,30 @@ def success_histogram(out: Path, seeds: Sequence[int]) -> dict[str, Any] | None:
     }
 
 
+def pass1_by_level(scores: dict[str, Any], levels: Sequence[str]) -> dict[str, float] | None:
+    """Held-out pass@1 per difficulty level, from an evaluation's per-prompt successes.
+
+    ``levels``: each held-out prompt's difficulty, in the evaluation's order. None when the
+    evaluation has no per-prompt successes or covers other prompts.
+    """
+    successes = scores.get("successes_per_prompt")
+    if successes is None or len(successes) != len(levels):
+        return None
+    rates: dict[str, list[float]] = defaultdict(list)
+    for level, count in zip(levels, successes, strict=True):
+        rates[level].append(count / scores["samples"])
+    return {level: statistics.fmean(values) for level, values in rates.items()}  # in the prompts' order
+
+
+def mean_by_level(per_seed: Sequence[dict[str, float] | None]) -> dict[str, float] | None:
+    present = [p for p in per_seed if p is not None]
+    if not present:
+        return None
+    return {
+        level: _mean([p.get(level) for p in present]) for level in sorted({k for p in present for k in p})
+    }
+
+
 def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
     """Writes steps.csv, summary.json and the plots; returns the summary."""
     rows = [row for cell in cells for row in cell_rows(cell, schedule.val_key)]
@@ -428,10 +452,22 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
     seeds = sorted({c.seed for c in cells})
     starts = {s: r["scores"]["all"] for s in seeds if (r := read_scores(start_folder(out, s) / "eval.json"))}
     finals: dict[str, dict[int, dict]] = defaultdict(dict)
+    levels: dict[str, dict[int, dict[str, float] | None]] = defaultdict(dict)
+    val_levels = {
+        s: [
+            row["extra_info"]["difficulty"]
+            for row in tasks.generate_rows(schedule.task, "val", schedule.val_size, s)
+        ]
+        for s in seeds
+    }
+    for s in seeds:
+        if scores := read_scores(start_folder(out, s) / "eval.json"):
+            levels[START][s] = pass1_by_level(scores, val_levels[s])
     for cell in cells:
         scores = read_scores(cell.folder / "eval.json")
         if scores is not None:
             finals[cell.variant.name][cell.seed] = scores["scores"]["all"]
+            levels[cell.variant.name][cell.seed] = pass1_by_level(scores, val_levels[cell.seed])
     names = [n for n in VARIANTS if any(c.variant.name == n for c in cells)]
     by_variant = {n: [r for r in rows if r["variant"] == n] for n in names}
     table = {n: summarize_variant(n, by_variant[n], finals[n], starts, finals.get("grpo", {})) for n in names}
@@ -444,6 +480,7 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
         table[n]["tokens_to_grpo_final"] = tokens_until(by_variant[n], steps)
         step = table[n]["median_step_seconds"]
         table[n]["step_time_vs_grpo"] = step / grpo_step if step and grpo_step else None
+        table[n]["pass1_by_level"] = mean_by_level(list(levels[n].values()))
     summary = {
         "schedule": {
             "task": schedule.task,
@@ -456,6 +493,8 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
         "warm_start_success_histogram": success_histogram(out, seeds),
         **table,
     }
+    if starts:
+        summary[START]["pass1_by_level"] = mean_by_level(list(levels[START].values()))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_curves(out, rows, names, schedule)
     plot_step_time(out, table)
@@ -555,7 +594,26 @@ def format_summary(summary: dict[str, Any]) -> str:
             else:
                 cells.append(_fmt(row.get(key)))
         lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + level_table(summary))
+
+
+def level_table(summary: dict[str, Any]) -> list[str]:
+    """Held-out pass@1 per difficulty level, one row per variant (empty without per-prompt data)."""
+    rows = {START: summary.get(START) or {}} | {n: summary[n] for n in VARIANTS if n in summary}
+    rows = {name: row["pass1_by_level"] for name, row in rows.items() if row.get("pass1_by_level")}
+    if not rows:
+        return []
+    known = [level.name for level in tasks.CHAIN_LEVELS]  # easiest first; other task families: by name
+    levels = sorted(
+        {level for by_level in rows.values() for level in by_level},
+        key=lambda level: (known.index(level) if level in known else len(known), level),
+    )
+    lines = ["", "held-out pass@1 by level (mean over evaluated seeds):", ""]
+    lines += ["| variant | " + " | ".join(levels) + " |", "|---" * (len(levels) + 1) + "|"]
+    for name, by_level in rows.items():
+        label = "warm start" if name == START else name
+        lines.append(f"| {label} | " + " | ".join(_fmt(by_level.get(level)) for level in levels) + " |")
+    return lines
 
 
 def _with_ci(mean: float | None, ci: list[float] | None) -> str:
