@@ -701,7 +701,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if cell.done(args.steps) and (forced or not (cell.folder / "eval.json").is_file()):
                 failures += eval_cell(cell, args.eval_samples) != 0
     else:
-        finished = [c for c in cells if (c.folder / "metrics.jsonl").is_file()]
+        finished = [c for c in cells if c.done(args.steps)]  # a cell still training would skew the means
+        if not finished:
+            print(f"no finished cell in {out} for these variants and seeds (--steps {args.steps})")
+            return 1
         summary = report(out, finished, schedule)
         table = format_summary(summary)
         (out / "table.md").write_text(table + "\n")
