@@ -4,9 +4,9 @@ micro-batches: a benchmark (it prints figures and ratios), not a test.
     python scripts/bench_step_time.py OUT [--steps 12] [--rounds 1] [--settings ...] [--contenders ...]
 
 Runs the main job (``python -m recipe.xrpo.scale_model.train``) for GRPO and XRPO (and XRPO with
-``planning.overlap_share=0.5``), once with the CPU preset as it is and once with
-``actor_rollout_ref.actor.use_dynamic_bsz=false`` (one padded micro-batch per step, the preset
-before), interleaved so that the contenders of a round see the same machine; every run trains the
+``planning.overlap_share=0.5`` or ``planning.num_phases=2``), once with the CPU preset as it is and
+once with ``actor_rollout_ref.actor.use_dynamic_bsz=false`` (one padded micro-batch per step, the
+preset before), interleaved so that the contenders of a round see the same machine; every run trains the
 same warm-started model (built once, in OUT/model). Medians over steps 2..N (step 1 warms up).
 Finished runs are skipped.
 """
@@ -39,6 +39,7 @@ CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the 
     "grpo": ("grpo", []),
     "xrpo": ("xrpo", []),
     "xrpo-overlap": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.5"]),
+    "xrpo-2phases": ("xrpo", ["algorithm.xrpo.planning.num_phases=2"]),
 }
 SETTINGS = {  # folder prefix: (what the table calls it, verl overrides)
     "dynamic": ("dynamic micro-batches (CPU preset)", []),

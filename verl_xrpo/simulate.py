@@ -219,8 +219,12 @@ def benchmark(
     seeded_success: float,
     seed: int,
     history: History | None = None,
+    phase_counts: tuple[int, ...] = (),
 ) -> dict[str, dict[str, float]]:
-    """Medians over ``draws`` steps; every allocator sees the same prompts in each draw."""
+    """Medians over ``draws`` steps; every allocator sees the same prompts in each draw.
+
+    ``phase_counts``: other values of ``planning.num_phases`` to run as ``xrpo_<n>_phases``.
+    """
     planning, seeding = PlanningConfig(), SeedingConfig()
     n_max = RolloutPlanner(planning, rollout_n).n_max
     allocators: dict[str, Callable[[np.ndarray, np.random.Generator, int], StepOutcome]] = {
@@ -231,6 +235,12 @@ def benchmark(
         # knows p too, but like XRPO gives every prompt n_base first: what planning could reach
         "oracle_after_phase1": lambda r, g, s: oracle(r, rollout_n, g, n_max, planning.n_base),
     }
+    for count in phase_counts:
+        if count != planning.num_phases:
+            phased = replace(planning, num_phases=count)
+            allocators[f"xrpo_{count}_phases"] = lambda r, g, s, phased=phased: xrpo(
+                r, rollout_n, g, s, phased, seeding, seeded_success
+            )
     if history is not None:
         skipping = replace(planning, skip_agreed=True, skip_agreed_base=history.base)
         allocators["xrpo_history"] = lambda r, g, s: xrpo(
@@ -321,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="phase-1 rollouts of a prompt that agreed last epoch (default: %(default)s)",
     )
+    parser.add_argument(
+        "--phases",
+        type=int,
+        nargs="+",
+        default=[],
+        help="other planning.num_phases to compare, as xrpo_<n>_phases",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
@@ -333,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         PlanningConfig(skip_agreed_base=args.history_base)
     except XRPOConfigError as error:
         parser.error(f"--history-base {args.history_base}: {error}")
+    for count in args.phases:
+        if count < 2:
+            parser.error(f"--phases {count}: at least 2 (phase 1 and one that plans)")
     history = History(args.history_drift, args.history_base) if args.history else None
     sources: list[Mixture | Recorded] = list(MIXTURES)
     if args.rates is not None:
@@ -349,7 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     tables = {}
     for source in sources:
         table = benchmark(
-            source, args.draws, args.prompts, args.rollout_n, args.seeded_success, args.seed, history
+            source,
+            args.draws,
+            args.prompts,
+            args.rollout_n,
+            args.seeded_success,
+            args.seed,
+            history,
+            tuple(args.phases),
         )
         tables[source.name] = table
         print("\n".join(format_table(source.name, table)))

@@ -278,13 +278,21 @@ def benchmark(
     overlap_shares: tuple[float, ...],
     seed: int,
     dispatches: tuple[str, ...] = ("any",),
+    phase_counts: tuple[int, ...] = (),
 ) -> dict[str, dict[str, float]]:
-    """Medians over ``draws`` steps; every schedule sees the same prompts in each draw."""
+    """Medians over ``draws`` steps; every schedule sees the same prompts in each draw.
+
+    ``phase_counts``: other values of ``planning.num_phases`` to run with the barrier, beside the
+    default's.
+    """
     # name -> (planning, overlap share, dispatch); GRPO has no planning
     schedules: dict[str, tuple[PlanningConfig | None, float, str]] = {
         "grpo": (None, 1.0, "any"),
         "xrpo (phases as built)": (PlanningConfig(), 1.0, "any"),
     }
+    for count in phase_counts:
+        if count != PlanningConfig().num_phases:
+            schedules[f"xrpo, {count} phases"] = (PlanningConfig(num_phases=count), 1.0, "any")
     for share in overlap_shares:
         for dispatch in dispatches:
             suffix = "" if dispatch == "any" else f", {dispatch}"
@@ -352,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=DISPATCH,
         help="when an overlapped phase sends a busy prompt's new rollouts (module docstring)",
     )
+    parser.add_argument(
+        "--phases", type=int, nargs="+", default=[], help="other planning.num_phases to compare (barrier)"
+    )
     models = (Lengths(), Engine())
     for model in models:  # one flag per field of the length and engine models, their defaults
         for field, default in vars(model).items():
@@ -363,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     for share in args.overlap:
         if not 0.0 < share <= 1.0:
             parser.error(f"--overlap {share}: a share of the phase's rollouts, in (0, 1]")
+    for count in args.phases:
+        if count < 2:
+            parser.error(f"--phases {count}: at least 2 (phase 1 and one that plans)")
     print(
         f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws, medians;"
         f" {lengths}; {engine}"
@@ -378,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             tuple(args.overlap),
             args.seed,
             tuple(args.dispatch),
+            tuple(args.phases),
         )
         print(f"responses at the {lengths.max_len}-token cut: {table['grpo']['clipped_share']:.1%}")
         print("\n".join(format_table(mixture.name, table)))

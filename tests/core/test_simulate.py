@@ -111,3 +111,20 @@ def test_skipped_prompts_get_their_phase1_base_and_only_what_the_others_cannot_h
     # one planned prompt fills its cap (n_max = 16); the overflow is shared by the skipped ones
     held = sizes([False, True, True, True])
     assert held[0] == 16 and sum(held) == 32 and max(held[1:]) - min(held[1:]) <= 1
+
+
+def test_other_phase_counts_run_beside_the_default_within_the_same_budget(capsys):
+    table = simulate.benchmark(
+        simulate.MIXTURES[0],
+        draws=5,
+        num_prompts=16,
+        rollout_n=8,
+        seeded_success=0.0,
+        seed=1,
+        phase_counts=(2, 3),
+    )  # the benchmark asserts every allocator's budget; 3 is the default, not repeated
+    assert "xrpo_2_phases" in table and "xrpo_3_phases" not in table
+    assert simulate.main(["--draws", "2", "--prompts", "8", "--phases", "2", "4"]) == 0
+    assert "xrpo_4_phases" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        simulate.main(["--phases", "1"])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from verl_xrpo.config import PlanningConfig, SeedingConfig
-from verl_xrpo.simulate_generation import Engine, EngineRun, Lengths, main, run_step
+from verl_xrpo.simulate import MIXTURES
+from verl_xrpo.simulate_generation import Engine, EngineRun, Lengths, benchmark, main, run_step
 
 
 def test_one_slot_runs_requests_one_after_the_other():
@@ -76,6 +77,16 @@ def test_cli_prints_a_table_and_refuses_a_bad_share(capsys):
         main(["--overlap", "1.5"])
     with pytest.raises(SystemExit):
         main(["--dispatch", "eager"])
+    with pytest.raises(SystemExit):
+        main(["--phases", "1"])
+
+
+def test_fewer_phases_wait_at_fewer_barriers():
+    mixture = next(m for m in MIXTURES if m.name == "math_hard")
+    table = benchmark(mixture, 3, 32, 8, Lengths(), Engine(), overlap_shares=(), seed=0, phase_counts=(2, 3))
+    assert set(table) == {"grpo", "xrpo (phases as built)", "xrpo, 2 phases"}  # 3 is the default
+    # one phase's slowest rollout less to wait for
+    assert table["xrpo, 2 phases"]["seconds"] < table["xrpo (phases as built)"]["seconds"]
 
 
 def test_only_dispatch_any_sends_to_a_prompt_whose_rollouts_still_run():
