@@ -172,3 +172,18 @@ def test_an_evaluation_of_other_prompts_has_no_levels():
         "k2": pytest.approx(0.375),
         "k3": 1.0,
     }
+
+
+def test_a_cell_another_process_is_training_is_skipped_not_wiped(tmp_path, capsys):
+    from recipe.xrpo.scale_model.compare import claimed, main
+
+    cell = Cell(VARIANTS["grpo"], 0, tmp_path)
+    cell.folder.mkdir(parents=True)
+    (cell.folder / "metrics.jsonl").write_text("{}\n")
+    with claimed(cell) as mine:  # the lock another `compare train` would hold
+        assert mine
+        assert main(["train", "--out", str(tmp_path), "--variants", "grpo", "--seeds", "0"]) == 0
+    assert (cell.folder / "metrics.jsonl").is_file()
+    assert "another process is training it: skipped" in capsys.readouterr().out
+    with claimed(cell) as mine:
+        assert mine  # released with its holder

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import shutil
 import statistics
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -150,6 +152,21 @@ def cell_run(cell: Cell, schedule: Schedule) -> ScaleModelRun:
         train_size=schedule.train_size,
         model_dir=warm_model(cell.out, schedule),
     )
+
+
+@contextmanager
+def claimed(cell: Cell) -> Iterator[bool]:
+    """True while this process holds the cell's lock: a second ``compare train`` running the same
+    grid skips a cell in training instead of wiping it. The lock ends with the process."""
+    lock = cell.folder.parent / f"{cell.folder.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def train_cell(cell: Cell, schedule: Schedule) -> int:
@@ -691,9 +708,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = 0
     if args.action == "train":
         for cell in cells:
-            if cell.done(args.steps) and not forced:
-                continue
-            failures += train_cell(cell, schedule) != 0
+            with claimed(cell) as mine:
+                if not mine:
+                    print(f"[{cell.variant.name} seed {cell.seed}] another process is training it: skipped")
+                    continue
+                if cell.done(args.steps) and not forced:
+                    continue
+                failures += train_cell(cell, schedule) != 0
     elif args.action == "eval":
         for seed in args.seeds:
             failures += eval_start(out, seed, schedule, args.eval_samples)
