@@ -289,11 +289,21 @@ def add_step_arguments(parser: argparse.ArgumentParser, draws: int, prompts: int
     parser.add_argument(
         "--rollout-n", type=int, default=8, help="GRPO's rollouts per prompt (default: %(default)s)"
     )
+    parser.add_argument(
+        "--phases",
+        type=int,
+        nargs="+",
+        default=[],
+        help="other planning.num_phases to run beside the default's",
+    )
 
 
 def check_step_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.prompts < 1 or args.rollout_n < 2 or args.draws < 1:
         parser.error("--prompts and --draws must be at least 1, --rollout-n at least 2")
+    for count in args.phases:
+        if count < 2:
+            parser.error(f"--phases {count}: at least 2 (phase 1 and one that plans)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,13 +341,6 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="phase-1 rollouts of a prompt that agreed last epoch (default: %(default)s)",
     )
-    parser.add_argument(
-        "--phases",
-        type=int,
-        nargs="+",
-        default=[],
-        help="other planning.num_phases to compare, as xrpo_<n>_phases",
-    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
@@ -350,9 +353,6 @@ def main(argv: list[str] | None = None) -> int:
         PlanningConfig(skip_agreed_base=args.history_base)
     except XRPOConfigError as error:
         parser.error(f"--history-base {args.history_base}: {error}")
-    for count in args.phases:
-        if count < 2:
-            parser.error(f"--phases {count}: at least 2 (phase 1 and one that plans)")
     history = History(args.history_drift, args.history_base) if args.history else None
     sources: list[Mixture | Recorded] = list(MIXTURES)
     if args.rates is not None:

@@ -360,9 +360,6 @@ def main(argv: list[str] | None = None) -> int:
         choices=DISPATCH,
         help="when an overlapped phase sends a busy prompt's new rollouts (module docstring)",
     )
-    parser.add_argument(
-        "--phases", type=int, nargs="+", default=[], help="other planning.num_phases to compare (barrier)"
-    )
     models = (Lengths(), Engine())
     for model in models:  # one flag per field of the length and engine models, their defaults
         for field, default in vars(model).items():
@@ -374,9 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     for share in args.overlap:
         if not 0.0 < share <= 1.0:
             parser.error(f"--overlap {share}: a share of the phase's rollouts, in (0, 1]")
-    for count in args.phases:
-        if count < 2:
-            parser.error(f"--phases {count}: at least 2 (phase 1 and one that plans)")
     print(
         f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws, medians;"
         f" {lengths}; {engine}"

@@ -467,7 +467,8 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
         writer.writeheader()
         writer.writerows(rows)
     seeds = sorted({c.seed for c in cells})
-    starts = {s: r["scores"]["all"] for s in seeds if (r := read_scores(start_folder(out, s) / "eval.json"))}
+    start_scores = {s: r for s in seeds if (r := read_scores(start_folder(out, s) / "eval.json"))}
+    starts = {s: r["scores"]["all"] for s, r in start_scores.items()}
     finals: dict[str, dict[int, dict]] = defaultdict(dict)
     levels: dict[str, dict[int, dict[str, float] | None]] = defaultdict(dict)
     val_levels = {
@@ -477,9 +478,7 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
         ]
         for s in seeds
     }
-    for s in seeds:
-        if scores := read_scores(start_folder(out, s) / "eval.json"):
-            levels[START][s] = pass1_by_level(scores, val_levels[s])
+    levels[START] = {s: pass1_by_level(r, val_levels[s]) for s, r in start_scores.items()}
     for cell in cells:
         scores = read_scores(cell.folder / "eval.json")
         if scores is not None:
