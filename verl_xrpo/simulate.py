@@ -11,8 +11,9 @@ reward variance (mixed groups: the only ones with a non-zero GRPO advantage):
 - ``xrpo_no_seeding``: the same planner without seeding's share;
 - ``oracle``: knows every p and places the same budget (at most ``n_max`` per prompt) to maximise
   the expected rollouts in mixed groups, sum of k (1 - p^k - (1-p)^k), by dynamic programming;
-- ``oracle_after_phase1``: the same, but every prompt first gets ``n_base`` as in XRPO's phase 1,
-  which separates what phase 1 costs from what the later phases' planning leaves;
+- ``oracle_after_phase1``: knows every p too, but like XRPO first gives every prompt ``n_base``
+  rollouts, sees their outcomes, then places the rest in one later phase; this separates what a
+  phase 1 costs from what the later phases' planning leaves;
 - ``xrpo_history`` (only with ``--history``): XRPO with ``planning.skip_agreed``, where each
   prompt's outcome in the previous epoch is known. A prompt whose previous ``rollout-n`` rollouts
   all agreed (all failed or all passed) gets ``--history-base`` rollouts in phase 1 and none
@@ -167,36 +168,57 @@ class History:
         return (successes == 0) | (successes == rollout_n)
 
 
-def oracle_counts(rates: np.ndarray, budget: int, n_max: int, n_min: int = 0) -> np.ndarray:
-    """Rollouts per prompt (``n_min`` to ``n_max``) maximising expected rollouts in mixed groups (DP)."""
-    if not len(rates) * n_min <= budget <= len(rates) * n_max:
-        raise ValueError(f"{budget} rollouts cannot go to {len(rates)} prompts at {n_min}-{n_max} each")
-    k = np.arange(n_max + 1)
-    p = rates[:, None]
-    gain = k[None, :] * (1.0 - p ** k[None, :] - (1.0 - p) ** k[None, :])  # (P, n_max + 1)
-    gain[:, :n_min] = -np.inf
+def best_counts(gain: np.ndarray, budget: int) -> np.ndarray:
+    """Per row, the column index (a rollout count) such that the counts add up to ``budget`` and the
+    summed ``gain[row, count]`` is largest (dynamic programming; -inf marks a count not allowed)."""
+    num_rows, width = gain.shape
     best = np.full(budget + 1, -np.inf)
     best[0] = 0.0
-    choice = np.zeros((len(rates), budget + 1), dtype=np.int64)
-    for q in range(len(rates)):
+    choice = np.zeros((num_rows, budget + 1), dtype=np.int64)
+    for q in range(num_rows):
         # candidates[j, k] = best[j - k] + gain[q, k]
-        shifted = np.full((budget + 1, n_max + 1), -np.inf)
-        for kk in range(min(n_max, budget) + 1):
+        shifted = np.full((budget + 1, width), -np.inf)
+        for kk in range(min(width - 1, budget) + 1):
             shifted[kk:, kk] = best[: budget + 1 - kk] + gain[q, kk]
         choice[q] = shifted.argmax(axis=1)
         best = shifted.max(axis=1)
-    counts = np.zeros(len(rates), dtype=np.int64)
+    counts = np.zeros(num_rows, dtype=np.int64)
     left = budget
-    for q in range(len(rates) - 1, -1, -1):
+    for q in range(num_rows - 1, -1, -1):
         counts[q] = choice[q, left]
         left -= counts[q]
     return counts
 
 
-def oracle(
-    rates: np.ndarray, rollout_n: int, rng: np.random.Generator, n_max: int, n_min: int = 0
+def oracle_counts(rates: np.ndarray, budget: int, n_max: int) -> np.ndarray:
+    """Rollouts per prompt (at most ``n_max``) maximising expected rollouts in mixed groups."""
+    if not 0 <= budget <= len(rates) * n_max:
+        raise ValueError(f"{budget} rollouts cannot go to {len(rates)} prompts at most {n_max} each")
+    k = np.arange(n_max + 1)[None, :]
+    p = rates[:, None]
+    return best_counts(k * (1.0 - p**k - (1.0 - p) ** k), budget)
+
+
+def oracle(rates: np.ndarray, rollout_n: int, rng: np.random.Generator, n_max: int) -> StepOutcome:
+    return StepOutcome(sample(rates, oracle_counts(rates, len(rates) * rollout_n, n_max), rng))
+
+
+def oracle_after_phase1(
+    rates: np.ndarray, rollout_n: int, rng: np.random.Generator, n_max: int, n_base: int
 ) -> StepOutcome:
-    return StepOutcome(sample(rates, oracle_counts(rates, len(rates) * rollout_n, n_max, n_min), rng))
+    """Knows every p and sees phase 1's outcomes (``n_base`` each), then places the rest of the
+    budget in one go to maximise the expected rollouts in mixed groups: a prompt already mixed
+    gains every rollout it gets, an agreed one gains its whole group only if a new rollout
+    disagrees. What an allocator that must sample every prompt first can expect of one more phase."""
+    first = sample(rates, np.full(len(rates), n_base), rng)
+    wins = np.array([r.sum() for r in first])[:, None]
+    k = np.arange(n_max - n_base + 1)[None, :]
+    p = rates[:, None]
+    disagrees = np.where(wins == 0, 1.0 - (1.0 - p) ** k, np.where(wins == n_base, 1.0 - p**k, 1.0))
+    extra = best_counts((n_base + k) * disagrees, len(rates) * (rollout_n - n_base))
+    return StepOutcome(
+        [np.concatenate([a, b]) for a, b in zip(first, sample(rates, extra, rng), strict=True)]
+    )
 
 
 def score(outcome: StepOutcome) -> dict[str, float]:
@@ -220,10 +242,14 @@ def benchmark(
     seed: int,
     history: History | None = None,
     phase_counts: tuple[int, ...] = (),
+    ucb_lambdas: tuple[float, ...] = (),
+    step: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Medians over ``draws`` steps; every allocator sees the same prompts in each draw.
 
-    ``phase_counts``: other values of ``planning.num_phases`` to run as ``xrpo_<n>_phases``.
+    ``phase_counts``: other values of ``planning.num_phases`` to run as ``xrpo_<n>_phases``;
+    ``ucb_lambdas``: other values of ``planning.ucb_lambda``, run as ``xrpo_lambda_<value>``.
+    ``step``: the training step T of the UCB bonus in every draw (default: the draw's index, 1, 2, ...).
     """
     planning, seeding = PlanningConfig(), SeedingConfig()
     n_max = RolloutPlanner(planning, rollout_n).n_max
@@ -232,14 +258,15 @@ def benchmark(
         "xrpo": lambda r, g, s: xrpo(r, rollout_n, g, s, planning, seeding, seeded_success),
         "xrpo_no_seeding": lambda r, g, s: xrpo(r, rollout_n, g, s, planning, None, seeded_success),
         "oracle": lambda r, g, s: oracle(r, rollout_n, g, n_max),
-        # knows p too, but like XRPO gives every prompt n_base first: what planning could reach
-        "oracle_after_phase1": lambda r, g, s: oracle(r, rollout_n, g, n_max, planning.n_base),
+        # knows p too, but like XRPO samples every prompt n_base times first: what planning could reach
+        "oracle_after_phase1": lambda r, g, s: oracle_after_phase1(r, rollout_n, g, n_max, planning.n_base),
     }
-    for count in phase_counts:
-        if count != planning.num_phases:
-            phased = replace(planning, num_phases=count)
-            allocators[f"xrpo_{count}_phases"] = lambda r, g, s, phased=phased: xrpo(
-                r, rollout_n, g, s, phased, seeding, seeded_success
+    others = {f"xrpo_{c}_phases": replace(planning, num_phases=c) for c in phase_counts}
+    others |= {f"xrpo_lambda_{v:g}": replace(planning, ucb_lambda=v) for v in ucb_lambdas}
+    for name, other in others.items():
+        if other != planning:
+            allocators[name] = lambda r, g, s, other=other: xrpo(
+                r, rollout_n, g, s, other, seeding, seeded_success
             )
     if history is not None:
         skipping = replace(planning, skip_agreed=True, skip_agreed_base=history.base)
@@ -248,10 +275,10 @@ def benchmark(
         )
     rng = np.random.default_rng(seed)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in allocators}
-    for step in range(1, draws + 1):
+    for draw in range(1, draws + 1):
         rates = source.draw(num_prompts, rng)
         for name, allocate in allocators.items():
-            outcome = allocate(rates, np.random.default_rng([seed, step]), step)
+            outcome = allocate(rates, np.random.default_rng([seed, draw]), step or draw)
             assert sum(len(r) for r in outcome.rewards) == num_prompts * rollout_n  # GRPO's budget
             results[name].append(score(outcome))
     table = {}
@@ -341,12 +368,32 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="phase-1 rollouts of a prompt that agreed last epoch (default: %(default)s)",
     )
+    parser.add_argument(
+        "--ucb-lambda",
+        type=float,
+        nargs="+",
+        default=[],
+        help="other planning.ucb_lambda to run beside the default's",
+    )
+    parser.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        help="training step T of the UCB bonus in every draw (default: the draw's index)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
     if not 0.0 <= args.seeded_success <= 1.0:
         parser.error("--seeded-success must be a probability")
+    if args.step is not None and args.step < 1:
+        parser.error(f"--step {args.step}: the training step counts from 1")
+    for value in args.ucb_lambda:
+        try:  # the trainer's own bounds for ucb_lambda
+            PlanningConfig(ucb_lambda=value)
+        except XRPOConfigError as error:
+            parser.error(f"--ucb-lambda {value}: {error}")
     if args.history_drift < 0:
         parser.error("--history-drift must be >= 0")
     try:  # the trainer's own bounds for skip_agreed_base
@@ -364,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         sources.insert(0, Recorded(f"recorded ({names}, {len(rates)} prompts)", rates))
     print(
         f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws per source, "
-        f"medians; seeded rollouts succeed with max(p, {args.seeded_success})"
+        f"medians; seeded rollouts succeed with max(p, {args.seeded_success}); "
+        f"T of the UCB bonus: {args.step or 'the draw index'}"
     )
     tables = {}
     for source in sources:
@@ -377,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             history,
             tuple(args.phases),
+            tuple(args.ucb_lambda),
+            args.step,
         )
         tables[source.name] = table
         print("\n".join(format_table(source.name, table)))

@@ -19,19 +19,15 @@ def expected_useful(rates, counts):
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    rates=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
-    per_prompt=st.integers(2, 4),
-    n_min=st.integers(0, 2),
-)
-def test_the_oracle_is_the_best_split_of_the_budget(rates, per_prompt, n_min):
+@given(rates=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4), per_prompt=st.integers(2, 4))
+def test_the_oracle_is_the_best_split_of_the_budget(rates, per_prompt):
     rates, n_max = np.array(rates), 6
     budget = len(rates) * per_prompt
-    counts = simulate.oracle_counts(rates, budget, n_max, n_min)
-    assert counts.sum() == budget and counts.min() >= n_min and counts.max() <= n_max
+    counts = simulate.oracle_counts(rates, budget, n_max)
+    assert counts.sum() == budget and counts.max() <= n_max
     best = max(
         expected_useful(rates, split)
-        for split in itertools.product(range(n_min, n_max + 1), repeat=len(rates))
+        for split in itertools.product(range(n_max + 1), repeat=len(rates))
         if sum(split) == budget
     )
     assert expected_useful(rates, counts) == pytest.approx(best)
@@ -39,7 +35,23 @@ def test_the_oracle_is_the_best_split_of_the_budget(rates, per_prompt, n_min):
 
 def test_an_impossible_split_is_refused():
     with pytest.raises(ValueError, match="cannot go to"):
-        simulate.oracle_counts(np.array([0.5, 0.5]), budget=3, n_max=6, n_min=2)
+        simulate.oracle_counts(np.array([0.5, 0.5]), budget=13, n_max=6)
+
+
+def test_the_oracle_after_phase1_spends_the_budget_and_sees_what_phase1_found():
+    """It places the later rollouts where phase 1 left agreement that p says will break; it never
+    does worse in expectation than spreading them evenly, and it is bounded by the full oracle."""
+    rng = np.random.default_rng(0)
+    rates = np.array([0.0, 1.0, 0.5, 0.5, 0.05, 0.95, 0.3, 0.7])
+    outcome = simulate.oracle_after_phase1(rates, rollout_n=8, rng=rng, n_max=16, n_base=4)
+    counts = [len(r) for r in outcome.rewards]
+    assert sum(counts) == 64 and min(counts) >= 4 and max(counts) <= 16
+    assert counts[0] == counts[1] == 4  # p of 0 or 1: a later rollout can never disagree
+    table = simulate.benchmark(
+        simulate.MIXTURES[0], draws=30, num_prompts=32, rollout_n=8, seeded_success=0.0, seed=2
+    )
+    after, full = table["oracle_after_phase1"]["useful_share"], table["oracle"]["useful_share"]
+    assert table["xrpo_no_seeding"]["useful_share"] <= after <= full
 
 
 def test_every_allocator_spends_grpos_budget_and_xrpo_beats_uniform_on_a_math_mixture():
@@ -128,3 +140,32 @@ def test_other_phase_counts_run_beside_the_default_within_the_same_budget(capsys
     assert "xrpo_4_phases" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         simulate.main(["--phases", "1"])
+
+
+def test_a_larger_ucb_weight_costs_useful_share_as_the_step_grows(capsys):
+    """The bonus grows with log(1 + T) while the interval shrink does not: at a late step a weight
+    of 0.05 moves rollouts from mixed groups to agreed ones, the default's does not."""
+
+    def shares(step: int) -> tuple[float, float]:
+        table = simulate.benchmark(
+            simulate.MIXTURES[1],  # math_easy
+            draws=20,
+            num_prompts=32,
+            rollout_n=8,
+            seeded_success=0.0,
+            seed=0,
+            ucb_lambdas=(0.05,),
+            step=step,
+        )
+        return table["xrpo"]["useful_share"], table["xrpo_lambda_0.05"]["useful_share"]
+
+    default_early, heavy_early = shares(1)
+    default_late, heavy_late = shares(1000)
+    assert abs(default_early - heavy_early) < 0.02
+    assert heavy_late < default_late - 0.04
+    assert simulate.main(["--draws", "2", "--prompts", "8", "--ucb-lambda", "0.05", "--step", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "xrpo_lambda_0.05" in out and "T of the UCB bonus: 40" in out
+    for bad in (["--step", "0"], ["--ucb-lambda", "-1"]):
+        with pytest.raises(SystemExit):
+            simulate.main(bad)
