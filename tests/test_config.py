@@ -12,7 +12,7 @@ from verl_xrpo.integration.estimator import xrpo_settings
 def test_defaults_follow_the_design():
     config = XRPOConfig()
     assert (config.planning.n_base, config.planning.num_phases, config.planning.alpha) == (4, 3, 0.05)
-    assert config.planning.ucb_lambda == 0.05 and config.planning.time_mode == "step"
+    assert config.planning.ucb_lambda == 0.01 and config.planning.time_mode == "step"
     assert (config.seeding.num_exemplars, config.seeding.retriever) == (2, "bm25")
     assert (config.sharpening.novelty_weight, config.sharpening.max_ratio) == (2.5, 0.5)
     assert config.success_key == "acc"
