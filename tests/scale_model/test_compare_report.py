@@ -25,13 +25,18 @@ SCHEDULE = Schedule(
 )
 
 
-def write_cell(out, variant, seed, curve, groups):
-    """A cell in verl's layouts: metrics.jsonl lines and one rollout dump per step (uid keys, scores)."""
+def write_cell(out, variant, seed, curve, groups, step_seconds=2.0, machine=None):
+    """A cell in verl's layouts: metrics.jsonl lines and one rollout dump per step (uid keys, scores);
+    with ``machine``, the summary the launcher writes, naming the machine it ran on."""
     cell = Cell(VARIANTS[variant], seed, out)
     cell.rollouts.mkdir(parents=True)
     with (cell.folder / "metrics.jsonl").open("w") as handle:
         for step, acc in enumerate(curve, start=1):
-            data = {"timing_s/step": 2.0, "critic/score/mean": 0.3 + 0.1 * step, "response_length/mean": 10.0}
+            data = {
+                "timing_s/step": step_seconds,
+                "critic/score/mean": 0.3 + 0.1 * step,
+                "response_length/mean": 10.0,
+            }
             if acc is not None:
                 data[SCHEDULE.val_key] = acc
             handle.write(json.dumps({"step": step, "data": data}) + "\n")
@@ -44,6 +49,8 @@ def write_cell(out, variant, seed, curve, groups):
         # a row verl padded the batch with (a plain verl dump marks it only by its uid): not a rollout
         lines.append(json.dumps({"uid": "pad0123abcd_0_0", "score": 0.0, "step": step}))
         (cell.rollouts / f"{step}.jsonl").write_text("\n".join(lines) + "\n")
+    if machine is not None:
+        (cell.folder / "summary.json").write_text(json.dumps({"exit_code": 0, "machine": machine}))
     return cell
 
 
@@ -94,6 +101,23 @@ def test_report_pairs_gains_by_seed_and_counts_useful_rollouts_for_every_variant
         assert key in saved["grpo"] and key in saved["xrpo"]
     table = format_summary(summary)
     assert "| warm start |" in table and "| xrpo | 2 |" in table
+
+
+def test_step_times_are_compared_only_between_cells_of_one_machine(tmp_path):
+    groups = [[1, 0], [0, 0]]
+    cells = [
+        write_cell(tmp_path, "grpo", 0, [0.2, 0.3, 0.4], groups, step_seconds=2.0, machine="AMD EPYC x2"),
+        write_cell(tmp_path, "grpo", 1, [0.2, 0.3, 0.4], groups, step_seconds=2.0, machine="AMD EPYC x2"),
+        write_cell(tmp_path, "xrpo", 0, [0.2, 0.3, 0.4], groups, step_seconds=3.0, machine="AMD EPYC x2"),
+        # twice as fast a machine: its step time says nothing against GRPO's
+        write_cell(tmp_path, "xrpo", 1, [0.2, 0.3, 0.4], groups, step_seconds=1.0, machine="Intel Xeon x2"),
+        write_cell(tmp_path, "gspo", 0, [0.2, 0.3, 0.4], groups, step_seconds=5.0),  # machine unrecorded
+    ]
+    summary = report(tmp_path, cells, SCHEDULE)
+    assert summary["xrpo"]["step_time_vs_grpo"] == pytest.approx(1.5)
+    assert summary["xrpo"]["step_time_pairs"] == 1
+    assert summary["xrpo"]["machines"] == ["AMD EPYC x2", "Intel Xeon x2"]
+    assert summary["gspo"]["step_time_vs_grpo"] is None and summary["gspo"]["machines"] == ["unrecorded"]
 
 
 def test_the_seeding_control_cell_reports_both_arms():

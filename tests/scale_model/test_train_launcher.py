@@ -12,6 +12,7 @@ from recipe.xrpo.scale_model.train import (
     CONFIG_NAME,
     RunPaths,
     ScaleModelRun,
+    cpu_model,
     parse_args,
     read_metrics,
     step_line,
@@ -79,6 +80,7 @@ def test_the_summary_covers_this_invocations_steps(tmp_path):
     assert summary.step_seconds == [15.0, 2.5]
     assert (summary.score_first, summary.score_last) == (0.2, 0.4)
     assert summary.xrpo["prompts seeded"] == 4 and summary.xrpo["bank size"] == 12
+    assert summary.machine == cpu_model()  # the launcher names the machine each run trained on
     text = "\n".join(summary.lines())
     assert "resumed from the checkpoint of step 2" in text and "val-core/x/acc/mean@1: 0.500" in text
 

@@ -376,6 +376,7 @@ def summarize_variant(
     gain_mean, gain_ci = mean_ci95(gains)
     summary: dict[str, Any] = {
         "seeds": len({r["seed"] for r in rows}),
+        "seeds_run": sorted({r["seed"] for r in rows}),
         "evaluated_seeds": seeds,
         "pass1_mean": _mean([finals[s]["pass@1"] for s in seeds]),
         "pass1_gain_mean": gain_mean,
@@ -459,6 +460,35 @@ def mean_by_level(per_seed: Sequence[dict[str, float] | None]) -> dict[str, floa
     }
 
 
+def cell_machine(cell: Cell) -> str:
+    """The machine a cell trained on, as its summary recorded it ("" for cells from before)."""
+    path = cell.folder / "summary.json"
+    return json.loads(path.read_text()).get("machine", "") if path.is_file() else ""
+
+
+def step_time_ratios(
+    rows: list[dict[str, Any]], grpo_rows: list[dict[str, Any]], machines: dict[tuple[str, int], str]
+) -> list[float]:
+    """Per seed, the cell's median step time over GRPO's, only where both cells recorded the same
+    machine: cells from different sessions ran on machines up to 3-4x apart in speed."""
+
+    def median_step(seed_rows: list[dict[str, Any]]) -> float | None:
+        values = [r["step_seconds"] for r in seed_rows if r["step"] > 1 and r["step_seconds"] is not None]
+        return statistics.median(values) if values else None
+
+    ratios = []
+    for seed in sorted({r["seed"] for r in rows}):
+        name = rows[0]["variant"]
+        machine = machines.get((name, seed))
+        if not machine or machine != machines.get(("grpo", seed)):
+            continue
+        mine = median_step([r for r in rows if r["seed"] == seed])
+        theirs = median_step([r for r in grpo_rows if r["seed"] == seed])
+        if mine and theirs:
+            ratios.append(mine / theirs)
+    return ratios
+
+
 def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
     """Writes steps.csv, summary.json and the plots; returns the summary."""
     rows = [row for cell in cells for row in cell_rows(cell, schedule.val_key)]
@@ -488,14 +518,16 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
     by_variant = {n: [r for r in rows if r["variant"] == n] for n in names}
     table = {n: summarize_variant(n, by_variant[n], finals[n], starts, finals.get("grpo", {})) for n in names}
     grpo_targets = final_val_by_seed(by_variant.get("grpo", []))
-    grpo_step = table.get("grpo", {}).get("median_step_seconds")
+    machines = {(c.variant.name, c.seed): cell_machine(c) for c in cells}
     for n in names:
         steps = steps_to_reach(by_variant[n], grpo_targets) if grpo_targets else None
         table[n]["steps_to_grpo_final"] = steps
         table[n]["rollouts_to_grpo_final"] = steps * schedule.rollouts_per_step if steps else None
         table[n]["tokens_to_grpo_final"] = tokens_until(by_variant[n], steps)
-        step = table[n]["median_step_seconds"]
-        table[n]["step_time_vs_grpo"] = step / grpo_step if step and grpo_step else None
+        table[n]["machines"] = sorted({machines[(n, seed)] or "unrecorded" for seed in table[n]["seeds_run"]})
+        ratios = step_time_ratios(by_variant[n], by_variant.get("grpo", []), machines)
+        table[n]["step_time_vs_grpo"] = statistics.median(ratios) if ratios else None
+        table[n]["step_time_pairs"] = len(ratios)
         table[n]["pass1_by_level"] = mean_by_level(list(levels[n].values()))
     summary = {
         "schedule": {
@@ -586,7 +618,7 @@ TABLE_COLUMNS = (
     ("zero-var groups", "zero_variance_share"),
     ("steps to GRPO's final", "steps_to_grpo_final"),
     ("step (s)", "median_step_seconds"),
-    ("vs GRPO time", "step_time_vs_grpo"),
+    ("vs GRPO time, same machine", "step_time_vs_grpo"),
 )
 
 

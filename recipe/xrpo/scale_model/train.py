@@ -202,6 +202,8 @@ class Summary:
     xrpo: dict[str, float] = field(default_factory=dict)
     checkpoint_dir: str = ""
     exit_code: int = 0
+    # Step times compare only between runs on one kind of machine (these differ up to 3-4x).
+    machine: str = ""
 
     def lines(self) -> list[str]:
         ran = f"steps {self.first_step}-{self.steps_done}" if self.first_step else "no step"
@@ -226,6 +228,16 @@ class Summary:
         return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name and core count, e.g. "AMD EPYC x2" ("" where it cannot be read)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    names = re.findall(r"^model name\s*:\s*(.+)$", info, flags=re.MULTILINE)
+    return f"{names[0].strip()} x{len(names)}" if names else ""
+
+
 def summarize(
     records: Iterable[dict[str, Any]], run: ScaleModelRun, wall_seconds: float, exit_code: int
 ) -> Summary:
@@ -238,6 +250,7 @@ def summarize(
         run.steps,
         wall_seconds,
         exit_code=exit_code,
+        machine=cpu_model(),
     )
     summary.step_seconds = [by_step[s]["timing_s/step"] for s in steps]
     scores = [by_step[s]["critic/score/mean"] for s in steps if "critic/score/mean" in by_step[s]]
