@@ -360,6 +360,12 @@ def read_scores(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def steady_median(rows: list[dict[str, Any]], key: str) -> float | None:
+    """Median of ``key`` over the rows' steps after the first (the first warms the workers up)."""
+    values = [r[key] for r in rows if r["step"] > 1 and r[key] is not None]
+    return statistics.median(values) if values else None
+
+
 def summarize_variant(
     name: str,
     rows: list[dict[str, Any]],
@@ -367,16 +373,11 @@ def summarize_variant(
     starts: dict[int, dict],
     grpo: dict[int, dict],
 ) -> dict[str, Any]:
-    def steady_median(key: str) -> float | None:
-        values = [r[key] for r in rows if r["step"] > 1 and r[key] is not None]
-        return statistics.median(values) if values else None
-
     seeds = sorted(finals)
     gains = [finals[s]["pass@1"] - starts[s]["pass@1"] for s in seeds if s in starts]
     gain_mean, gain_ci = mean_ci95(gains)
     summary: dict[str, Any] = {
         "seeds": len({r["seed"] for r in rows}),
-        "seeds_run": sorted({r["seed"] for r in rows}),
         "evaluated_seeds": seeds,
         "pass1_mean": _mean([finals[s]["pass@1"] for s in seeds]),
         "pass1_gain_mean": gain_mean,
@@ -387,13 +388,13 @@ def summarize_variant(
         "train_score_last": _mean(
             [r["train_score"] for r in rows if r["step"] == max(x["step"] for x in rows)]
         ),
-        "median_step_seconds": steady_median("step_seconds"),
-        "median_gen_seconds": steady_median("gen_seconds"),
-        "median_old_log_prob_seconds": steady_median("old_log_prob_seconds"),
-        "median_update_actor_seconds": steady_median("update_actor_seconds"),
-        "median_xrpo_planning_s": steady_median("xrpo_planning_s"),
-        "median_xrpo_retrieval_s": steady_median("xrpo_retrieval_s"),
-        "median_xrpo_advantage_s": steady_median("xrpo_advantage_s"),
+        "median_step_seconds": steady_median(rows, "step_seconds"),
+        "median_gen_seconds": steady_median(rows, "gen_seconds"),
+        "median_old_log_prob_seconds": steady_median(rows, "old_log_prob_seconds"),
+        "median_update_actor_seconds": steady_median(rows, "update_actor_seconds"),
+        "median_xrpo_planning_s": steady_median(rows, "xrpo_planning_s"),
+        "median_xrpo_retrieval_s": steady_median(rows, "xrpo_retrieval_s"),
+        "median_xrpo_advantage_s": steady_median(rows, "xrpo_advantage_s"),
     }
     for key in sorted({k for f in finals.values() for k in f} - {"prompts"}):
         summary[key] = _mean([f.get(key) for f in finals.values()])
@@ -472,18 +473,14 @@ def step_time_ratios(
     """Per seed, the cell's median step time over GRPO's, only where both cells recorded the same
     machine: cells from different sessions ran on machines up to 3-4x apart in speed."""
 
-    def median_step(seed_rows: list[dict[str, Any]]) -> float | None:
-        values = [r["step_seconds"] for r in seed_rows if r["step"] > 1 and r["step_seconds"] is not None]
-        return statistics.median(values) if values else None
-
+    name = rows[0]["variant"]
     ratios = []
     for seed in sorted({r["seed"] for r in rows}):
-        name = rows[0]["variant"]
         machine = machines.get((name, seed))
         if not machine or machine != machines.get(("grpo", seed)):
             continue
-        mine = median_step([r for r in rows if r["seed"] == seed])
-        theirs = median_step([r for r in grpo_rows if r["seed"] == seed])
+        mine = steady_median([r for r in rows if r["seed"] == seed], "step_seconds")
+        theirs = steady_median([r for r in grpo_rows if r["seed"] == seed], "step_seconds")
         if mine and theirs:
             ratios.append(mine / theirs)
     return ratios
@@ -524,7 +521,7 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
         table[n]["steps_to_grpo_final"] = steps
         table[n]["rollouts_to_grpo_final"] = steps * schedule.rollouts_per_step if steps else None
         table[n]["tokens_to_grpo_final"] = tokens_until(by_variant[n], steps)
-        table[n]["machines"] = sorted({machines[(n, seed)] or "unrecorded" for seed in table[n]["seeds_run"]})
+        table[n]["machines"] = sorted({m or "unrecorded" for (v, _), m in machines.items() if v == n})
         ratios = step_time_ratios(by_variant[n], by_variant.get("grpo", []), machines)
         table[n]["step_time_vs_grpo"] = statistics.median(ratios) if ratios else None
         table[n]["step_time_pairs"] = len(ratios)
