@@ -7,8 +7,15 @@ Runs the main job (``python -m recipe.xrpo.scale_model.train``) for GRPO and XRP
 ``planning.overlap_share=0.5`` or ``planning.num_phases=2``), once with the CPU preset as it is and
 once with ``actor_rollout_ref.actor.use_dynamic_bsz=false`` (one padded micro-batch per step, the
 preset before), interleaved so that the contenders of a round see the same machine; every run trains the
-same warm-started model (built once, in OUT/model). Medians over steps 2..N (step 1 warms up).
+same warm-started model (built once, in OUT/models/warm-start). Medians over steps 2..N (step 1 warms up).
 Finished runs are skipped.
+
+The ``spread`` setting checks the generation-time model (``verl_xrpo.simulate_generation``)
+through the real pipeline: an untrained model of the same shape (OUT/models/untrained) answers with
+random bytes until it happens to emit its end token, so its responses spread from a few tokens to
+the 1024-token cut (median about 110, 90th percentile about 460: several times the median, the
+spread the main job's 8-40-token answers lack). Every reward is 0 there; generation time, not
+learning, is what it measures.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 # This repository's recipe/ first: as a script, its folder (scripts/) heads sys.path, and verl's
@@ -34,6 +42,8 @@ PARTS = {
     "old_log_prob": "timing_s/old_log_prob",
     "update_actor": "timing_s/update_actor",
     "tokens (prompt + response)": "global_seqlen/mean",
+    "response length, mean": "response_length/mean",
+    "response length, max": "response_length/max",
 }
 CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the reference
     "grpo": ("grpo", []),
@@ -41,9 +51,22 @@ CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the 
     "xrpo-overlap": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.5"]),
     "xrpo-2phases": ("xrpo", ["algorithm.xrpo.planning.num_phases=2"]),
 }
-SETTINGS = {  # folder prefix: (what the table calls it, verl overrides)
-    "dynamic": ("dynamic micro-batches (CPU preset)", []),
-    "padded": ("one padded micro-batch", ["actor_rollout_ref.actor.use_dynamic_bsz=false"]),
+MODELS = {  # model folder under OUT (git ignores models/; rebuilt when missing): its warm start
+    "models/warm-start": PRESETS[ScaleModelRun.warm_start],  # the main job's
+    "models/untrained": replace(PRESETS[ScaleModelRun.warm_start], steps=0),
+}
+SETTINGS = {  # folder prefix: (what the table calls it, verl overrides, model folder)
+    "dynamic": ("dynamic micro-batches (CPU preset)", [], "models/warm-start"),
+    "padded": (
+        "one padded micro-batch",
+        ["actor_rollout_ref.actor.use_dynamic_bsz=false"],
+        "models/warm-start",
+    ),
+    "spread": (
+        "untrained model, responses up to 1024 tokens",
+        ["data.max_response_length=1024"],
+        "models/untrained",
+    ),
 }
 
 
@@ -80,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=1, help="repeat each pair (new folders)")
-    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=["dynamic", "padded"])
     parser.add_argument(
         "--contenders",
         nargs="+",
@@ -90,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     contenders = ["grpo", *(c for c in args.contenders if c != "grpo")]
-    model = args.out / "model"
-    if not (model / REPORT_FILE).is_file():
-        build_warm_model_dir(model, PRESETS[ScaleModelRun.warm_start])  # the main job's warm start
     table: dict[str, dict[str, list[dict[str, float]]]] = {}
     for round_ in range(args.rounds):
         for slug in args.settings:
-            label, overrides = SETTINGS[slug]
+            label, overrides, model_folder = SETTINGS[slug]
+            model = args.out / model_folder
+            if not (model / REPORT_FILE).is_file():
+                build_warm_model_dir(model, MODELS[model_folder])
             for name in contenders:
                 estimator, own = CONTENDERS[name]
                 folder = args.out / f"{slug}-{name}-r{round_}"
