@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -325,6 +325,40 @@ def add_step_arguments(parser: argparse.ArgumentParser, draws: int, prompts: int
     )
 
 
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the per-prompt success rates come from, and what seeding does to them."""
+    parser.add_argument(
+        "--seeded-success",
+        type=float,
+        default=0.0,
+        help="success probability of a seeded rollout at least (default: %(default)s, seeding never helps)",
+    )
+    parser.add_argument(
+        "--rates",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="recorded per-prompt rates: JSON lists, or verl_xrpo.eval outputs; several are pooled",
+    )
+
+
+def sources_from_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, mixtures: Sequence[Mixture]
+) -> list[Mixture | Recorded]:
+    """The recorded rates of ``--rates`` (first, when given), then ``mixtures``."""
+    if not 0.0 <= args.seeded_success <= 1.0:
+        parser.error("--seeded-success must be a probability")
+    sources: list[Mixture | Recorded] = list(mixtures)
+    if args.rates is not None:
+        try:
+            rates = np.concatenate([load_rates(path) for path in args.rates])
+        except (ValueError, OSError) as error:
+            parser.error(str(error))
+        names = ", ".join(path.name for path in args.rates)
+        sources.insert(0, Recorded(f"recorded ({names}, {len(rates)} prompts)", rates))
+    return sources
+
+
 def check_step_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.prompts < 1 or args.rollout_n < 2 or args.draws < 1:
         parser.error("--prompts and --draws must be at least 1, --rollout-n at least 2")
@@ -340,19 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_step_arguments(parser, draws=200, prompts=64)
-    parser.add_argument(
-        "--seeded-success",
-        type=float,
-        default=0.0,
-        help="success probability of a seeded rollout at least (default: %(default)s, seeding never helps)",
-    )
-    parser.add_argument(
-        "--rates",
-        type=Path,
-        nargs="+",
-        default=None,
-        help="recorded per-prompt rates: JSON lists, or verl_xrpo.eval outputs; several are pooled",
-    )
+    add_source_arguments(parser)
     parser.add_argument(
         "--history", action="store_true", help="add xrpo_history: prompts that agreed last epoch skipped"
     )
@@ -385,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
-    if not 0.0 <= args.seeded_success <= 1.0:
-        parser.error("--seeded-success must be a probability")
+    sources = sources_from_arguments(parser, args, MIXTURES)
     if args.step is not None and args.step < 1:
         parser.error(f"--step {args.step}: the training step counts from 1")
     for value in args.ucb_lambda:
@@ -401,14 +422,6 @@ def main(argv: list[str] | None = None) -> int:
     except XRPOConfigError as error:
         parser.error(f"--history-base {args.history_base}: {error}")
     history = History(args.history_drift, args.history_base) if args.history else None
-    sources: list[Mixture | Recorded] = list(MIXTURES)
-    if args.rates is not None:
-        try:
-            rates = np.concatenate([load_rates(path) for path in args.rates])
-        except (ValueError, OSError) as error:
-            parser.error(str(error))
-        names = ", ".join(path.name for path in args.rates)
-        sources.insert(0, Recorded(f"recorded ({names}, {len(rates)} prompts)", rates))
     print(
         f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws per source, "
         f"medians; seeded rollouts succeed with max(p, {args.seeded_success}); "

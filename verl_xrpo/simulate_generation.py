@@ -46,10 +46,13 @@ from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.simulate import (
     MIXTURES,
     Mixture,
+    Recorded,
     StepOutcome,
+    add_source_arguments,
     add_step_arguments,
     check_step_arguments,
     score,
+    sources_from_arguments,
 )
 
 
@@ -151,6 +154,7 @@ def run_step(
     engine: Engine,
     rng: np.random.Generator,
     dispatch: str = "any",
+    seeded_success: float = 0.0,
 ) -> StepResult:
     """One step's generation: GRPO when ``planning`` is None, else XRPO's phases.
 
@@ -158,11 +162,14 @@ def run_step(
     in (1.0: after all of them, the barrier as built). Prompts with rollouts still running are
     planned on the rewards that are in, their pending rollouts counted towards n and the cap;
     ``dispatch`` (one of ``DISPATCH``, the module's docstring) says when they get new ones.
+    Rollouts of a prompt that has failed every rollout in so far, with none running, are drawn
+    seeded (as the trainer draws them): they succeed with ``max(p, seeded_success)``.
     """
     if dispatch not in DISPATCH:
         raise ValueError(f"dispatch {dispatch!r}: one of {', '.join(DISPATCH)}")
     num_prompts = len(rates)
     prompt_scale = np.exp(rng.normal(0.0, lengths.prompt_sigma, size=num_prompts))
+    seeded_rates = np.maximum(rates, seeded_success)
     sim = EngineRun(engine)
     owner: list[int] = []
     reward: list[float] = []
@@ -174,10 +181,12 @@ def run_step(
     def submit(counts: np.ndarray) -> list[int]:
         nonlocal busy
         first = len(owner)
-        running = {q for r, q in enumerate(owner) if not done[r]}
-        busy += sum(1 for q in running if counts[q] > 0)
+        finished, pending = progress()
+        busy += int(((pending > 0) & (counts > 0)).sum())
+        unsolved = np.array([bool(f) and not any(f) for f in finished]) & (pending == 0)
         for q, count in enumerate(counts):
-            correct = rng.uniform(size=int(count)) < rates[q]
+            rate = seeded_rates[q] if planning is not None and unsolved[q] else rates[q]
+            correct = rng.uniform(size=int(count)) < rate
             for c, length in zip(
                 correct, lengths.draw(np.full(int(count), prompt_scale[q]), correct, rng), strict=True
             ):
@@ -224,8 +233,9 @@ def run_step(
     else:
         planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
         phase = submit(planner.base_counts(num_prompts))
+        budgets = planner.phase_budgets(num_prompts)
         carried = 0  # budget the idle prompts could not hold (dispatch "idle")
-        for index, budget in enumerate(planner.phase_budgets(num_prompts)):
+        for index, budget in enumerate(budgets):
             wait_for(phase, overlap_share)
             finished, pending = progress()
             held = np.zeros(num_prompts, dtype=np.int64)
@@ -269,7 +279,7 @@ def run_step(
 
 
 def benchmark(
-    mixture: Mixture,
+    source: Mixture | Recorded,
     draws: int,
     num_prompts: int,
     rollout_n: int,
@@ -279,11 +289,12 @@ def benchmark(
     seed: int,
     dispatches: tuple[str, ...] = ("any",),
     phase_counts: tuple[int, ...] = (),
+    seeded_success: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """Medians over ``draws`` steps; every schedule sees the same prompts in each draw.
 
     ``phase_counts``: other values of ``planning.num_phases`` to run with the barrier, beside the
-    default's.
+    default's. ``seeded_success``: ``run_step``'s.
     """
     # name -> (planning, overlap share, dispatch); GRPO has no planning
     schedules: dict[str, tuple[PlanningConfig | None, float, str]] = {
@@ -300,7 +311,7 @@ def benchmark(
     rng = np.random.default_rng(seed)
     rows: dict[str, list[StepResult]] = {name: [] for name in schedules}
     for step in range(1, draws + 1):
-        rates = mixture.draw(num_prompts, rng)
+        rates = source.draw(num_prompts, rng)
         for name, (planning, share, dispatch) in schedules.items():
             result = run_step(
                 rates,
@@ -313,6 +324,7 @@ def benchmark(
                 engine,
                 np.random.default_rng([seed, step]),
                 dispatch,
+                seeded_success,
             )
             rows[name].append(result)
     grpo_seconds = np.array([r.seconds for r in rows["grpo"]])
@@ -332,11 +344,11 @@ def benchmark(
 def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
     lines = [
         f"{name}:",
-        f"  {'schedule':34s} {'gen s':>7s} {'vs GRPO':>8s} {'useful':>7s} {'slots busy':>11s}",
+        f"  {'schedule':42s} {'gen s':>7s} {'vs GRPO':>8s} {'useful':>7s} {'slots busy':>11s}",
     ]
     for schedule, row in table.items():
         lines.append(
-            f"  {schedule:34s} {row['seconds']:7.1f} {row['vs_grpo']:8.2f} {row['useful_share']:7.3f} "
+            f"  {schedule:42s} {row['seconds']:7.1f} {row['vs_grpo']:8.2f} {row['useful_share']:7.3f} "
             f"{row['slot_utilisation']:11.2f}"
         )
     return lines
@@ -347,8 +359,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m verl_xrpo.simulate_generation", description=__doc__.split("\n\n")[0]
     )
     add_step_arguments(parser, draws=30, prompts=128)
+    add_source_arguments(parser)
     parser.add_argument(
-        "--mixtures", nargs="+", default=[m.name for m in MIXTURES], choices=[m.name for m in MIXTURES]
+        "--mixtures",
+        nargs="*",
+        default=[m.name for m in MIXTURES],
+        choices=[m.name for m in MIXTURES],
+        help="simulated sources (default: all; the flag alone: none, --rates only)",
     )
     parser.add_argument(
         "--overlap", type=float, nargs="+", default=[0.75, 0.9], help="overlap shares to compare"
@@ -367,17 +384,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
+    sources = sources_from_arguments(parser, args, [m for m in MIXTURES if m.name in args.mixtures])
+    if not sources:
+        parser.error("nothing to run: --mixtures named none and --rates gave no file")
     lengths, engine = (type(m)(**{f: getattr(args, f) for f in vars(m)}) for m in models)
     for share in args.overlap:
         if not 0.0 < share <= 1.0:
             parser.error(f"--overlap {share}: a share of the phase's rollouts, in (0, 1]")
     print(
         f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws, medians;"
-        f" {lengths}; {engine}"
+        f" seeded rollouts succeed with max(p, {args.seeded_success}); {lengths}; {engine}"
     )
-    for mixture in (m for m in MIXTURES if m.name in args.mixtures):
+    for source in sources:
         table = benchmark(
-            mixture,
+            source,
             args.draws,
             args.prompts,
             args.rollout_n,
@@ -387,9 +407,10 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             tuple(args.dispatch),
             tuple(args.phases),
+            args.seeded_success,
         )
         print(f"responses at the {lengths.max_len}-token cut: {table['grpo']['clipped_share']:.1%}")
-        print("\n".join(format_table(mixture.name, table)))
+        print("\n".join(format_table(source.name, table)))
     return 0
 
 

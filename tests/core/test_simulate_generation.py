@@ -111,3 +111,36 @@ def test_only_dispatch_any_sends_to_a_prompt_whose_rollouts_still_run():
         assert result.rollouts == 24 * 8
         busy[dispatch] = result.busy_submissions
     assert busy["any"] > 0 and busy["idle"] == 0 and busy["deferred"] == 0
+
+
+def test_seeded_rollouts_succeed_as_often_as_seeding_makes_them():
+    """Prompts that failed everything so far get rollouts drawn at max(p, seeded_success)."""
+    rates = np.zeros(16)  # nothing is solved without an exemplar
+    common = dict(
+        rates=rates,
+        rollout_n=8,
+        step=1,
+        overlap_share=1.0,
+        seeding=SeedingConfig(),
+        lengths=Lengths(median=50.0, max_len=400),
+        engine=Engine(replicas=1, max_num_seqs=64),
+    )
+    unseeded = run_step(planning=PlanningConfig(), rng=np.random.default_rng(5), **common)
+    seeded = run_step(planning=PlanningConfig(), rng=np.random.default_rng(5), seeded_success=0.5, **common)
+    grpo = run_step(planning=None, rng=np.random.default_rng(5), seeded_success=0.5, **common)
+    assert unseeded.useful_share == 0.0 and grpo.useful_share == 0.0  # GRPO does not seed
+    assert seeded.useful_share > 0.0
+
+
+def test_cli_runs_recorded_rates_alone(tmp_path, capsys):
+    rates = tmp_path / "never.json"
+    rates.write_text("[0.0, 0.0]")
+    args = ["--draws", "1", "--prompts", "4", "--max-len", "256", "--overlap", "0.5"]
+    assert main([*args, "--rates", str(rates), "--mixtures", "--seeded-success", "0.3"]) == 0
+    out = capsys.readouterr().out
+    assert "recorded (never.json, 2 prompts)" in out and "math_hard" not in out
+    assert "max(p, 0.3)" in out
+    with pytest.raises(SystemExit):
+        main([*args, "--mixtures"])  # nothing left to run
+    with pytest.raises(SystemExit):
+        main([*args, "--seeded-success", "1.5"])
