@@ -345,7 +345,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 def sources_from_arguments(
     parser: argparse.ArgumentParser, args: argparse.Namespace, mixtures: Sequence[Mixture]
 ) -> list[Mixture | Recorded]:
-    """The recorded rates of ``--rates`` (first, when given), then ``mixtures``."""
+    """The recorded rates of ``--rates`` (first, when given), then ``mixtures``; refuses a
+    ``--seeded-success`` that is not a probability."""
     if not 0.0 <= args.seeded_success <= 1.0:
         parser.error("--seeded-success must be a probability")
     sources: list[Mixture | Recorded] = list(mixtures)

@@ -233,9 +233,8 @@ def run_step(
     else:
         planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
         phase = submit(planner.base_counts(num_prompts))
-        budgets = planner.phase_budgets(num_prompts)
         carried = 0  # budget the idle prompts could not hold (dispatch "idle")
-        for index, budget in enumerate(budgets):
+        for index, budget in enumerate(planner.phase_budgets(num_prompts)):
             wait_for(phase, overlap_share)
             finished, pending = progress()
             held = np.zeros(num_prompts, dtype=np.int64)
