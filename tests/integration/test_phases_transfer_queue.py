@@ -8,14 +8,16 @@ seeding of all-fail prompts, and the bank learning from correct rollouts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import types
 
 import numpy as np
 import pytest
+import ray
 import transfer_queue as tq
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.trainer.ppo.v1.trainer_base import PPOTrainer
 from verl.utils import tensordict_utils as tu
@@ -25,7 +27,7 @@ from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.history import AgreementHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.integration import transfer_queue as xtq
-from verl_xrpo.integration.phases import PhasedRollout, settled_from
+from verl_xrpo.integration.phases import PhasedRollout, WorkerNews
 from verl_xrpo.integration.rollout import XRPOAgentLoopManager
 
 from .conftest import ROLLOUT_N
@@ -36,6 +38,12 @@ def manager(verl_config):
     return XRPOAgentLoopManager.create(
         config=verl_config, llm_client=None, teacher_client=None, reward_loop_worker_handles=None
     )
+
+
+@functools.cache
+def worker_news(manager):
+    """One per manager, as the trainer keeps one: a wait left out by a step passes its news on."""
+    return WorkerNews(manager)
 
 
 def prompt_batch(rates: list[float], step: int, names: list[str], faults: dict[int, dict] | None = None):
@@ -83,8 +91,7 @@ def run_step(verl_config, manager, step, rates, names, bank, faults=None, histor
         tokenizer,
         max_prompt_tokens=400,
         submit=verl_submit(manager, step),
-        settled=settled_from(manager),
-        poll_seconds=0.05,
+        news=worker_news(manager),
         history=history,
     )
     batch = prompt_batch(rates, step, names, faults)
@@ -135,6 +142,30 @@ def test_phases_conserve_budget_and_keep_groups_whole(verl_config, manager):
     mixed = [u for u, r in zip(uids, rates, strict=True) if 0 < r < 1]
     assert np.mean([len(sessions[u]) for u in mixed]) > ROLLOUT_N - 1
     tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_with_two_workers_every_phase_hears_from_both_over_two_steps(verl_config):
+    """A wait ends at the first worker's news; the other worker's call stays out and hands its news
+    to a later wait, in this step or the next. Lost news would leave a phase waiting to time out."""
+    config = verl_config.copy()
+    with open_dict(config):
+        config.actor_rollout_ref.rollout.agent.num_workers = 2
+    two = XRPOAgentLoopManager.create(
+        config=config, llm_client=None, teacher_client=None, reward_loop_worker_handles=None
+    )
+    assert len(two.agent_loop_workers) == 2
+    for step in (31, 32):
+        rates = [0.5, 0.2, 0.8, 0.5, 0.0, 0.6]
+        batch, report = run_step(
+            config, two, step, rates, [f"two{i}" for i in range(6)], bank=None, phase_timeout_seconds=20
+        )
+        uids = [str(u) for u in batch["uid"]]
+        keys = sample_all(config, len(uids), step=step)
+        assert len(keys) == len(set(keys)) == len(uids) * ROLLOUT_N
+        assert report.metrics["xrpo/phases_run"] == config.algorithm.xrpo.planning.num_phases
+        tq.kv_clear(keys=keys, partition_id="train")
+    for worker in two.agent_loop_workers:
+        ray.kill(worker)
 
 
 def test_all_fail_prompts_are_seeded_and_the_bank_learns(verl_config, manager):

@@ -6,8 +6,9 @@ Every trajectory stays under its prompt's uid, so verl's replay buffer later han
 phases of a prompt together.
 
 Each submission of a prompt (one phase's rollouts of it) is tracked on its own: the agent-loop
-worker reports when its sessions have settled (``rollout.py``), and the trajectories in
-TransferQueue say which sessions produced output. So a phase can be planned before the previous
+worker reports how many of its sessions have ended and when all have (``rollout.py``), and the
+trajectories in TransferQueue say which sessions produced output; they are read once a phase's
+wait is over, not while the engine generates. So a phase can be planned before the previous
 one is all in (``planning.overlap_share`` < 1), the rollouts still running counting towards their
 prompt's n and cap, while verl's single status per prompt is overwritten by each submission.
 """
@@ -34,6 +35,7 @@ from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY, SUBMISSION_KEY
+from verl_xrpo.integration.rollout import SubmissionNews
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +97,9 @@ class Submission:
     asked: int
     seeded: bool
     status: str | None = None  # verl's "finished" or "failure", once every session has settled
+    ended: int = 0  # sessions the worker reports ended (trajectory stored, or raised)
     received: int = 0  # sessions whose trajectories are read
     resolved: bool = False  # settled, and its lost sessions counted
-
-    def sessions_in(self) -> int:
-        """Sessions that are in or known to be lost."""
-        return self.asked if self.resolved else self.received
 
 
 @dataclass
@@ -128,16 +127,29 @@ class InFlight:
         return [s for s in self.submissions.values() if s.phase == phase]
 
 
-def settled_from(manager: Any) -> Callable[[], dict[str, str]]:
-    """What the agent-loop workers of verl's ``manager`` have settled since the last call."""
+class WorkerNews:
+    """Waits for news from the agent-loop workers of verl's ``manager``: the first worker to report
+    ends the wait, and the calls to the others stay out for the next wait, so none of their news
+    is lost. One per trainer, kept across steps, for the same reason."""
 
-    def settled() -> dict[str, str]:
-        merged: dict[str, str] = {}
-        for part in ray.get([worker.take_settled.remote() for worker in manager.agent_loop_workers]):
-            merged.update(part)
-        return merged
+    def __init__(self, manager: Any):
+        self.workers = list(manager.agent_loop_workers)
+        self.calls: dict[int, ray.ObjectRef] = {}  # worker index -> its wait_news call still out
 
-    return settled
+    def __call__(self, timeout_seconds: float) -> SubmissionNews:
+        for index, worker in enumerate(self.workers):
+            if index not in self.calls:
+                self.calls[index] = worker.wait_news.remote(timeout_seconds)
+        # A worker returns after timeout_seconds at the latest; the margin covers Ray's round trip.
+        ready, _ = ray.wait(list(self.calls.values()), num_returns=1, timeout=timeout_seconds + 5.0)
+        # Whatever else is back by now comes too: one call per worker, all of its news.
+        ready, _ = ray.wait(list(self.calls.values()), num_returns=len(self.calls), timeout=0)
+        news = SubmissionNews()
+        for index, call in list(self.calls.items()):
+            if call in ready:
+                news.merge(ray.get(call))
+                del self.calls[index]
+        return news
 
 
 @dataclass
@@ -148,7 +160,7 @@ class StepReport:
 
 class PhasedRollout:
     """Runs the phases of one step. ``submit`` sends a prompt sub-batch to verl's agent loops;
-    ``settled`` returns the submissions whose sessions have all settled since its last call."""
+    ``news`` waits up to the seconds it is given for the workers' news of submissions (``WorkerNews``)."""
 
     def __init__(
         self,
@@ -158,10 +170,9 @@ class PhasedRollout:
         tokenizer: Any,
         max_prompt_tokens: int,
         submit: Callable[[TensorDict], Any],
-        settled: Callable[[], dict[str, str]],
+        news: Callable[[float], SubmissionNews],
         decode: Callable[[list[int]], str] | None = None,
-        poll_seconds: float = 0.2,
-        first_poll_seconds: float = 0.01,
+        wait_seconds: float = 1.0,
         progress_seconds: float = 60.0,
         history: AgreementHistory | None = None,
     ):
@@ -171,10 +182,9 @@ class PhasedRollout:
         self.tokenizer = tokenizer
         self.max_prompt_tokens = max_prompt_tokens
         self.submit = submit
-        self.settled = settled
+        self.news = news
         self.decode = decode or (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
-        self.poll_seconds = poll_seconds
-        self.first_poll_seconds = first_poll_seconds
+        self.wait_seconds = wait_seconds  # the longest wait for news, between the clock's checks
         self.progress_seconds = progress_seconds
         self.history = history if settings.planning.skips_agreed else None
 
@@ -396,18 +406,17 @@ class PhasedRollout:
         timing: dict[str, float],
         step: int,
     ) -> None:
-        """Read rollouts as they come in, until the ``awaited`` submissions have all settled or,
-        with ``share`` < 1, that share of their rollouts is in.
+        """Wait for the workers' news until the ``awaited`` submissions have all settled or, with
+        ``share`` < 1, that share of their sessions has ended; then read what came in.
 
         Raises ``xtq.PhaseTimeout`` after ``phase_timeout_seconds``, naming the prompts still out.
         """
         start = last_report = time.perf_counter()
-        wanted = math.ceil(share * sum(s.asked for s in awaited))
-        wait = self.first_poll_seconds
+        # Under a barrier (share 1) the statuses must be in too: they say which prompts failed.
+        wanted = math.ceil(share * sum(s.asked for s in awaited)) if share < 1 else math.inf
         while True:
-            self._receive(records, flight, step)
-            out = [s for s in awaited if not s.resolved]
-            if not out or sum(s.sessions_in() for s in awaited) >= wanted:
+            out = [s for s in awaited if s.status is None]
+            if not out or sum(min(s.ended, s.asked) for s in awaited) >= wanted:
                 break
             now = time.perf_counter()
             label = f"step {step} phase {min(s.phase for s in out)}"
@@ -427,16 +436,23 @@ class PhasedRollout:
                     "XRPO %s: %d prompts still generating after %.0f s", label, len(uids), now - start
                 )
                 last_report = now
-            time.sleep(wait)
-            wait = min(wait * 1.5, self.poll_seconds)
+            left = self.settings.phase_timeout_seconds - (now - start)
+            self._take_news(flight, self.news(max(min(self.wait_seconds, left), 0.0)))
+        self._receive(records, flight, step)
         timing["generation"] += time.perf_counter() - start
 
-    def _receive(self, records: list[PromptRecord], flight: InFlight, step: int) -> None:
-        """Take what has settled, then read every trajectory not read yet (a settled submission's
-        trajectories are all stored before it reports), then count what the settled ones lost."""
-        for name, status in self.settled().items():
+    @staticmethod
+    def _take_news(flight: InFlight, news: SubmissionNews) -> None:
+        for name, count in news.ended.items():
             if name in flight.submissions:  # not a leftover of an earlier step
+                flight.submissions[name].ended += count
+        for name, status in news.settled.items():
+            if name in flight.submissions:
                 flight.submissions[name].status = status
+
+    def _receive(self, records: list[PromptRecord], flight: InFlight, step: int) -> None:
+        """Read every trajectory not read yet (a settled submission's trajectories are all stored
+        before it reports), then count what the settled ones lost."""
         waiting = [r.uid for r in records if r.pending]
         keys = xtq.trajectory_keys(waiting)
         new = [key for uid in waiting for key in keys[uid] if key not in flight.read_keys]

@@ -8,12 +8,18 @@ its own key, and all of them keep the prompt's uid, so verl groups them as one p
 
 verl keeps one status per prompt (``{uid}``'s tag), which a second submission of the prompt
 overwrites while the first still runs. So each XRPO submission also carries a name
-(``__xrpo_submission__``), and the worker reports, per name, when all its sessions have settled and
-whether any raised (verl's own "finished" or "failure", per submission): ``take_settled``.
+(``__xrpo_submission__``), and the worker reports, per name, how many of its sessions have ended
+(each after its trajectory is stored) and, once all have, whether any raised (verl's own "finished"
+or "failure", per submission): ``wait_news``. The trainer blocks on it instead of polling
+TransferQueue, so a phase's end is seen within a Ray round trip and the wait costs no CPU that the
+rollout engine could use.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -25,6 +31,23 @@ from verl_xrpo.integration.request_keys import SESSION_OFFSET_KEY, SUBMISSION_KE
 from verl_xrpo.integration.transfer_queue import FAILURE, FINISHED
 
 
+@dataclass
+class SubmissionNews:
+    """Per submission name: sessions that ended (stored or raised), and the status of those whose
+    sessions have all ended."""
+
+    ended: dict[str, int] = field(default_factory=dict)
+    settled: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.ended or self.settled)
+
+    def merge(self, other: SubmissionNews) -> None:
+        for name, count in other.ended.items():
+            self.ended[name] = self.ended.get(name, 0) + count
+        self.settled.update(other.settled)
+
+
 class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors cannot be subclassed directly
     def __init__(self, *args: Any, **kwargs: Any):
         # AgentLoopWorkerTQ.__init__ calls zero-argument super(), which fails in a Ray worker for a
@@ -32,7 +55,8 @@ class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors
         AgentLoopWorker.__init__(self, *args, **kwargs)
         tq.init()
         self.background_tasks = set()
-        self._settled: dict[str, str] = {}  # submission -> status, until the trainer takes it
+        self._news = SubmissionNews()  # until the trainer takes it
+        self._news_arrived = asyncio.Event()
         self._raised: set[str] = set()  # submissions with a session that raised
 
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False):
@@ -44,12 +68,18 @@ class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors
             if submission is not None:
                 raised = submission in self._raised
                 self._raised.discard(submission)
-                self._settled[submission] = FAILURE if raised else FINISHED
+                self._news.settled[submission] = FAILURE if raised else FINISHED
+                self._news_arrived.set()
 
-    async def take_settled(self) -> dict[str, str]:
-        """Submissions settled since the last call, with their status."""
-        settled, self._settled = self._settled, {}
-        return settled
+    async def wait_news(self, timeout_seconds: float) -> SubmissionNews:
+        """What happened to submissions since the last call; waits up to ``timeout_seconds`` for
+        something to happen if nothing has."""
+        if not self._news:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._news_arrived.wait(), timeout_seconds)
+        self._news_arrived.clear()
+        news, self._news = self._news, SubmissionNews()
+        return news
 
     async def _run_agent_loop(
         self,
@@ -72,6 +102,10 @@ class _XRPOAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):  # Ray actors
             if submission is not None:
                 self._raised.add(submission)
             raise
+        finally:
+            if submission is not None:  # verl's loop stores the trajectory before it returns
+                self._news.ended[submission] = self._news.ended.get(submission, 0) + 1
+                self._news_arrived.set()
 
 
 XRPOAgentLoopWorker = ray.remote(_XRPOAgentLoopWorker)

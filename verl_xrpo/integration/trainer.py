@@ -55,7 +55,7 @@ from verl_xrpo.integration.checks import check_run
 from verl_xrpo.integration.data_checks import check_training_rows
 from verl_xrpo.integration.estimator import sampling_log_probs
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
-from verl_xrpo.integration.phases import PhasedRollout, question_text, settled_from
+from verl_xrpo.integration.phases import PhasedRollout, WorkerNews, question_text
 from verl_xrpo.integration.request_keys import MANAGER_PATH
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class XRPOTrainer(PPOTrainerSync):
         self.history = AgreementHistory() if self.xrpo.planning.skips_agreed else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
+        self._news: WorkerNews | None = None  # built with the first step: the workers exist by then
         # TaskRunnerV1 reads the manager class from this same config object after the trainer is built.
         with open_dict(config):
             config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = MANAGER_PATH
@@ -160,6 +161,12 @@ class XRPOTrainer(PPOTrainerSync):
 
     # ---- generation -------------------------------------------------------------------------
 
+    def _worker_news(self) -> WorkerNews:
+        # One for the run: a wait still out at a step's end must hand its news to the next wait.
+        if self._news is None:
+            self._news = WorkerNews(self.agent_loop_manager)
+        return self._news
+
     def prepare_step(self) -> dict:
         phases = PhasedRollout(
             self.xrpo,
@@ -168,7 +175,7 @@ class XRPOTrainer(PPOTrainerSync):
             self.tokenizer,
             max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
             submit=self._submit_batch_to_rollout,
-            settled=settled_from(self.agent_loop_manager),
+            news=self._worker_news(),
             history=self.history,
         )
         batch = self._next_train_batch()
