@@ -55,6 +55,8 @@ from verl_xrpo.simulate import (
     sources_from_arguments,
 )
 
+BUILT = "xrpo (phases as built)"  # the barrier schedule, which the others' useful share is set against
+
 
 @dataclass(frozen=True)
 class Lengths:
@@ -162,8 +164,9 @@ def run_step(
     in (1.0: after all of them, the barrier as built). Prompts with rollouts still running are
     planned on the rewards that are in, their pending rollouts counted towards n and the cap;
     ``dispatch`` (one of ``DISPATCH``, the module's docstring) says when they get new ones.
-    Rollouts of a prompt that has failed every rollout in so far, with none running, are drawn
-    seeded (as the trainer draws them): they succeed with ``max(p, seeded_success)``.
+    Rollouts of a prompt that has failed every rollout in so far (one at least; under the barrier,
+    all of its rollouts) are drawn seeded, as the trainer draws them: they succeed with
+    ``max(p, seeded_success)``, and the first later phase holds seeding's share for such prompts.
     """
     if dispatch not in DISPATCH:
         raise ValueError(f"dispatch {dispatch!r}: one of {', '.join(DISPATCH)}")
@@ -183,7 +186,7 @@ def run_step(
         first = len(owner)
         finished, pending = progress()
         busy += int(((pending > 0) & (counts > 0)).sum())
-        unsolved = np.array([bool(f) and not any(f) for f in finished]) & (pending == 0)
+        unsolved = failing_so_far(finished)
         for q, count in enumerate(counts):
             rate = seeded_rates[q] if planning is not None and unsolved[q] else rates[q]
             correct = rng.uniform(size=int(count)) < rate
@@ -214,6 +217,10 @@ def run_step(
                 pending[q] += 1
         return finished, pending
 
+    def failing_so_far(finished: list[list[float]]) -> np.ndarray:
+        """Prompts that failed every rollout that is in, with one in at least (some may still run)."""
+        return np.array([bool(f) and not any(f) for f in finished])
+
     def submit_when_idle(counts: np.ndarray) -> list[int]:
         """``counts[q]`` rollouts for each prompt q, sent once q has nothing running."""
         sent: list[int] = []
@@ -239,8 +246,9 @@ def run_step(
             finished, pending = progress()
             held = np.zeros(num_prompts, dtype=np.int64)
             if index == 0:
-                # seeding's share: prompts whose phase-1 rollouts are in and all failed
-                failing = [q for q in range(num_prompts) if not pending[q] and not any(finished[q])]
+                # seeding's share: prompts whose phase-1 rollouts in so far all failed (with
+                # dispatch "idle", only those with nothing running: the others get no rollouts)
+                failing = np.flatnonzero(failing_so_far(finished) & ((pending == 0) | (dispatch != "idle")))
                 held[failing] = planner.seeding_share(len(failing), num_prompts, seeding)
             rows = np.flatnonzero(pending == 0) if dispatch == "idle" else np.arange(num_prompts)
             counts = np.array([len(f) for f in finished]) + pending + held
@@ -298,7 +306,7 @@ def benchmark(
     # name -> (planning, overlap share, dispatch); GRPO has no planning
     schedules: dict[str, tuple[PlanningConfig | None, float, str]] = {
         "grpo": (None, 1.0, "any"),
-        "xrpo (phases as built)": (PlanningConfig(), 1.0, "any"),
+        BUILT: (PlanningConfig(), 1.0, "any"),
     }
     for count in phase_counts:
         if count != PlanningConfig().num_phases:
@@ -327,10 +335,16 @@ def benchmark(
             )
             rows[name].append(result)
     grpo_seconds = np.array([r.seconds for r in rows["grpo"]])
+    built_useful = np.array([r.useful_share for r in rows[BUILT]])
     table = {}
     for name, results in rows.items():
         seconds = np.array([r.seconds for r in results])
+        # paired by draw: the schedule's useful share less the barrier's, in points, with a 95% interval
+        gap = 100.0 * (np.array([r.useful_share for r in results]) - built_useful)
+        half = 1.96 * gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else float("nan")
         table[name] = {
+            "useful_vs_built_pt": float(gap.mean()),
+            "useful_vs_built_half_pt": float(half),
             "seconds": float(np.median(seconds)),
             "vs_grpo": float(np.median(seconds / grpo_seconds)),
             "useful_share": float(np.median([r.useful_share for r in results])),
@@ -343,12 +357,18 @@ def benchmark(
 def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
     lines = [
         f"{name}:",
-        f"  {'schedule':42s} {'gen s':>7s} {'vs GRPO':>8s} {'useful':>7s} {'slots busy':>11s}",
+        f"  {'schedule':42s} {'gen s':>7s} {'vs GRPO':>8s} {'useful':>7s} {'slots busy':>11s}"
+        f"  useful vs as built (pt, mean and 95%)",
     ]
     for schedule, row in table.items():
+        gap = (
+            ""
+            if schedule == BUILT
+            else f"{row['useful_vs_built_pt']:+6.1f} +/- {row['useful_vs_built_half_pt']:.1f}"
+        )
         lines.append(
             f"  {schedule:42s} {row['seconds']:7.1f} {row['vs_grpo']:8.2f} {row['useful_share']:7.3f} "
-            f"{row['slot_utilisation']:11.2f}"
+            f"{row['slot_utilisation']:11.2f}  {gap}".rstrip()
         )
     return lines
 

@@ -87,6 +87,10 @@ def test_fewer_phases_wait_at_fewer_barriers():
     assert set(table) == {"grpo", "xrpo (phases as built)", "xrpo, 2 phases"}  # 3 is the default
     # one phase's slowest rollout less to wait for
     assert table["xrpo, 2 phases"]["seconds"] < table["xrpo (phases as built)"]["seconds"]
+    # useful share against the barrier's, paired by draw: none for itself, GRPO's well below
+    assert table["xrpo (phases as built)"]["useful_vs_built_pt"] == 0.0
+    grpo = table["grpo"]
+    assert grpo["useful_vs_built_pt"] + grpo["useful_vs_built_half_pt"] < 0
 
 
 def test_only_dispatch_any_sends_to_a_prompt_whose_rollouts_still_run():
@@ -130,6 +134,26 @@ def test_seeded_rollouts_succeed_as_often_as_seeding_makes_them():
     grpo = run_step(planning=None, rng=np.random.default_rng(5), seeded_success=0.5, **common)
     assert unseeded.useful_share == 0.0 and grpo.useful_share == 0.0  # GRPO does not seed
     assert seeded.useful_share > 0.0
+
+
+def test_an_overlapped_phase_seeds_prompts_on_the_failures_that_are_in():
+    """Under an overlap, a prompt whose rollouts in so far all failed is seeded in the later phase
+    though some of its rollouts still run (waiting for them left ~1 prompt in 5 seeded here)."""
+    common = dict(
+        rates=np.zeros(16),
+        rollout_n=8,
+        step=1,
+        planning=PlanningConfig(num_phases=2),  # one later phase: seeded there or never
+        seeding=SeedingConfig(),
+        lengths=Lengths(median=50.0, max_len=400),
+        engine=Engine(replicas=1, max_num_seqs=256),
+        dispatch="any",
+        seeded_success=1.0,  # a seeded rollout always succeeds: a seeded prompt's group is mixed
+    )
+    overlapped = [run_step(overlap_share=0.5, rng=np.random.default_rng(s), **common) for s in range(5)]
+    barrier = [run_step(overlap_share=1.0, rng=np.random.default_rng(s), **common) for s in range(5)]
+    assert all(r.useful_share == 1.0 for r in barrier)  # every prompt failed all of phase 1: seeded
+    assert np.mean([r.useful_share for r in overlapped]) > 0.6
 
 
 def test_cli_runs_recorded_rates_alone(tmp_path, capsys):

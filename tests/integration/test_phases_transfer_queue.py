@@ -388,6 +388,37 @@ def test_an_overlapped_phase_starts_before_the_last_rollout_of_the_one_before(ve
     tq.kv_clear(keys=keys, partition_id="train")
 
 
+def test_an_overlapped_phase_seeds_a_failing_prompt_whose_last_rollout_still_runs(verl_config, manager):
+    """Prompt 0 failed both phase-1 rollouts that are in, its third still runs when phase 2 is
+    planned: it is seeded in phase 2 (seeding's own share), not left to wait for its slowest one."""
+    bank = ExemplarBank(max_size=100)
+    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    names = ["pears", "item1", "item2", "item3", "item4", "item5"]
+    overlap = {"planning": {"overlap_share": 0.5}, "phase_timeout_seconds": 30}
+    batch, report = run_step(
+        verl_config,
+        manager,
+        24,
+        [0.0] + [1.0] * 5,
+        names,
+        bank=bank,
+        faults={0: waits_for_phase_two(24)},
+        **overlap,
+    )
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(uids), step=24)
+    assert len(keys) == len(uids) * ROLLOUT_N
+    assert report.metrics["xrpo/seeding/prompts_seeded"] == 1  # prompt 0: the others never fail
+    assert report.metrics["xrpo/seeding/treated_rollouts"] > 0  # qualified when phase 2 was planned
+    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["raw_prompt", "uid"])
+    original = {str(u): p[-1]["content"] for u, p in zip(batch["uid"], batch["raw_prompt"], strict=True)}
+    seeded = {
+        u for p, u in zip(stored["raw_prompt"], stored["uid"], strict=True) if p[-1]["content"] != original[u]
+    }
+    assert seeded == {uids[0]}
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
 def test_the_same_late_rollout_under_the_barrier_times_out(verl_config, manager):
     """The control of the test above: waiting for all of phase 1 never sees phase 2."""
     with pytest.raises(xtq.PhaseTimeout, match="step 22 phase 1: 1 of 6 prompts still generating"):

@@ -306,9 +306,9 @@ class PhasedRollout:
     ) -> tuple[np.ndarray, dict[int, list[dict]]]:
         """Seeding's own rollouts for the first later phase, and the seeded prompts they are drawn with.
 
-        Every prompt whose phase-1 rollouts are all in and all failed, and that has exemplars that
-        fit, qualifies; a random ``control_share`` of them gets the same rollouts unseeded (the
-        control arm).
+        Every prompt whose phase-1 rollouts that are in all failed (under the barrier: all of them;
+        with ``overlap_share`` < 1 some may still run), and that has exemplars that fit, qualifies;
+        a random ``control_share`` of them gets the same rollouts unseeded (the control arm).
         """
         reserved = np.zeros(len(records), dtype=np.int64)
         if not budgets:
@@ -330,7 +330,11 @@ class PhasedRollout:
         return reserved, seeded
 
     def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
-        """Seeded chat messages for the rows whose rollouts, all in, all failed (where exemplars fit)."""
+        """Seeded chat messages for the rows whose rollouts in so far all failed (where exemplars fit).
+
+        Rollouts still running do not wait: under an overlap a prompt's slowest rollouts are most
+        often its failing ones, and waiting for them left the prompts that need exemplars unseeded
+        (the generation benchmark's useful share, ``docs/benchmarks.md``)."""
         if self.bank is None or len(self.bank) == 0:
             return {}
         failing = [
@@ -338,7 +342,6 @@ class PhasedRollout:
             for row in rows
             if records[row].correct
             and not any(records[row].correct)
-            and not records[row].pending
             and not records[row].control
             and not records[row].failed
             and not records[row].skipped
