@@ -4,7 +4,7 @@ micro-batches: a benchmark (it prints figures and ratios), not a test.
     python scripts/bench_step_time.py OUT [--steps 12] [--rounds 1] [--settings ...] [--contenders ...]
 
 Runs the main job (``python -m recipe.xrpo.scale_model.train``) for GRPO and XRPO (and XRPO with
-``planning.overlap_share=0.5`` or ``planning.num_phases=2``), once with the CPU preset as it is and
+``planning.overlap_share`` 0.5 or 0.75, or ``planning.num_phases=2``), once with the CPU preset as it is and
 once with ``actor_rollout_ref.actor.use_dynamic_bsz=false`` (one padded micro-batch per step, the
 preset before), interleaved so that the contenders of a round see the same machine; every run trains the
 same warm-started model (built once, in OUT/models/warm-start). Medians over steps 2..N (step 1 warms up).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -44,11 +45,14 @@ PARTS = {
     "tokens (prompt + response)": "global_seqlen/mean",
     "response length, mean": "response_length/mean",
     "response length, max": "response_length/max",
+    # XRPO's own (GRPO logs no such metric): rollouts in groups with reward variance
+    "useful share (XRPO)": "xrpo/budget/useful_share",
 }
 CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the reference
     "grpo": ("grpo", []),
     "xrpo": ("xrpo", []),
     "xrpo-overlap": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.5"]),
+    "xrpo-overlap-0.75": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.75"]),
     "xrpo-2phases": ("xrpo", ["algorithm.xrpo.planning.num_phases=2"]),
 }
 MODELS = {  # model folder under OUT (git ignores models/; rebuilt when missing): its warm start
@@ -95,7 +99,10 @@ def run(folder: Path, model: Path, estimator: str, steps: int, overrides: list[s
 def medians(metrics: Path) -> dict[str, float]:
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     steps = [r["data"] for r in rows if "timing_s/step" in r["data"] and r["step"] >= 2]
-    return {part: statistics.median(d[key] for d in steps) for part, key in PARTS.items()}
+    return {
+        part: statistics.median(d[key] for d in steps) if all(key in d for d in steps) else math.nan
+        for part, key in PARTS.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
