@@ -332,8 +332,8 @@ class PhasedRollout:
     def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
         """Seeded chat messages for the rows whose rollouts in so far all failed (where exemplars fit).
 
-        Rollouts still running do not wait: under an overlap a prompt's slowest rollouts are most
-        often its failing ones, and waiting for them left the prompts that need exemplars unseeded
+        Rollouts still running are not waited for: under an overlap a prompt's slowest rollouts are
+        most often its failing ones, and waiting for them left the prompts that need exemplars unseeded
         (the generation benchmark's useful share, ``docs/benchmarks.md``)."""
         if self.bank is None or len(self.bank) == 0:
             return {}
