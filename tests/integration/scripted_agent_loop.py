@@ -8,7 +8,8 @@ The response text names the session, so tests can tell rollouts apart.
 
 Faults, also from ``extra_info``: sessions listed in ``fail_sessions`` raise (verl marks the prompt
 "failure"), sessions in ``empty_sessions`` return no output (no trajectory, the prompt still
-"finished"), and ``hang: true`` never returns. Sessions in ``wait_sessions`` return only once
+"finished"), sessions in ``slow_sessions`` take ``slow_seconds`` first, and ``hang: true`` never
+returns. Sessions in ``wait_sessions`` return only once
 TransferQueue holds a trajectory of session ``wait_until_session`` or later of a prompt whose uid
 starts with ``wait_prefix`` (a later phase's rollout): under a barrier per phase they never return.
 """
@@ -39,6 +40,8 @@ class ScriptedAgentLoop(AgentLoopBase):
         session = int(kwargs["session_id"])
         if info.get("hang"):
             await asyncio.Event().wait()  # nothing ever sets it
+        if session in info.get("slow_sessions", ()):
+            await asyncio.sleep(float(info["slow_seconds"]))
         if session in info.get("wait_sessions", ()):
             await wait_for_a_later_phase(info["wait_prefix"], int(info["wait_until_session"]))
         if session in info.get("fail_sessions", ()):

@@ -112,6 +112,9 @@ class InFlight:
     sessions_read: set[tuple[str, int]] = field(default_factory=set)
     faults: dict[int, list[str]] = field(default_factory=dict)  # phase -> faults, until reported
     reported: set[int] = field(default_factory=set)  # phases whose faults are logged
+    # phase -> when it was sent, and when the trainer heard of each of its sessions' end (perf_counter)
+    sent_at: dict[int, float] = field(default_factory=dict)
+    ended_at: dict[int, list[float]] = field(default_factory=dict)
 
     def add(self, sub: Submission) -> None:
         self.submissions[sub.name] = sub
@@ -125,6 +128,18 @@ class InFlight:
 
     def of_phase(self, phase: int) -> list[Submission]:
         return [s for s in self.submissions.values() if s.phase == phase]
+
+    def phase_timing(self) -> dict[str, float]:
+        """Seconds from each phase's submission to its first and its last session's end: a phase
+        whose ends are close together spends its time in latency, which no overlap can hide; a gap
+        between them is the tail that ``planning.overlap_share`` < 1 lets the next phase run over."""
+        timing = {}
+        for phase, sent in sorted(self.sent_at.items()):
+            ends = self.ended_at.get(phase)
+            if ends:
+                timing[f"timing_s/xrpo_phase{phase}_first_end"] = min(ends) - sent
+                timing[f"timing_s/xrpo_phase{phase}_last_end"] = max(ends) - sent
+        return timing
 
 
 class WorkerNews:
@@ -256,6 +271,7 @@ class PhasedRollout:
                 "timing_s/xrpo_planning": timing["planning"],
                 "timing_s/xrpo_retrieval": timing["retrieval"],
                 "timing_s/xrpo_generation_phases": timing["generation"],
+                **flight.phase_timing(),
             }
         )
         return StepReport(metrics=metrics, rollouts=generated)
@@ -390,6 +406,7 @@ class PhasedRollout:
             record = records[row]
             record.pending += int(n)
             flight.add(Submission(name, record, phase, int(offset), int(n), int(row) in seeded))
+        flight.sent_at[phase] = time.perf_counter()
         self.submit(sub)
         logger.info(
             "XRPO step %d phase %d: %d prompts (%d seeded), %d rollouts asked",
@@ -446,9 +463,12 @@ class PhasedRollout:
 
     @staticmethod
     def _take_news(flight: InFlight, news: SubmissionNews) -> None:
+        now = time.perf_counter()
         for name, count in news.ended.items():
             if name in flight.submissions:  # not a leftover of an earlier step
-                flight.submissions[name].ended += count
+                sub = flight.submissions[name]
+                sub.ended += count
+                flight.ended_at.setdefault(sub.phase, []).extend([now] * count)
         for name, status in news.settled.items():
             if name in flight.submissions:
                 flight.submissions[name].status = status
