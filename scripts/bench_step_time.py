@@ -33,6 +33,7 @@ from pathlib import Path
 # wheel installs a top-level `recipe` package of its own.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recipe.xrpo.scale_model.compare import mean_ci95
 from recipe.xrpo.scale_model.train import ScaleModelRun
 from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
 
@@ -47,7 +48,14 @@ PARTS = {
     "response length, max": "response_length/max",
     # XRPO's own (GRPO logs no such metric): rollouts in groups with reward variance
     "useful share (XRPO)": "xrpo/budget/useful_share",
+    # seconds from a phase's submission to its first and last rollout's end: latency or tail
+    **{
+        f"phase {k} {end} end (XRPO)": f"timing_s/xrpo_phase{k}_{end}_end"
+        for k in (1, 2, 3)
+        for end in ("first", "last")
+    },
 }
+PAIRED = ("step", "gen")  # the parts whose per-step ratio to GRPO is given with an interval
 CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the reference
     "grpo": ("grpo", []),
     "xrpo": ("xrpo", []),
@@ -96,13 +104,25 @@ def run(folder: Path, model: Path, estimator: str, steps: int, overrides: list[s
     return metrics
 
 
-def medians(metrics: Path) -> dict[str, float]:
+def steady_steps(metrics: Path) -> dict[int, dict[str, float]]:
+    """Each step's metrics from step 2 on (step 1 warms up), by step."""
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    steps = [r["data"] for r in rows if "timing_s/step" in r["data"] and r["step"] >= 2]
-    return {
-        part: statistics.median(d[key] for d in steps) if all(key in d for d in steps) else math.nan
-        for part, key in PARTS.items()
-    }
+    return {r["step"]: r["data"] for r in rows if "timing_s/step" in r["data"] and r["step"] >= 2}
+
+
+def medians(steps: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Each part's median over the steps that log it (a phase that got no rollouts logs no end)."""
+    values = {part: [d[key] for d in steps.values() if key in d] for part, key in PARTS.items()}
+    return {part: statistics.median(v) if v else math.nan for part, v in values.items()}
+
+
+def paired_ratio(pairs: list[tuple[float, float]]) -> str:
+    """Geometric mean of per-step ratios (contender / GRPO, same seed and prompts) with its 95% interval."""
+    mean, interval = mean_ci95([math.log(x / g) for g, x in pairs])
+    if mean is None:
+        return "n/a"
+    low, high = (math.exp(b) for b in interval) if interval else (math.nan, math.nan)
+    return f"{math.exp(mean):.2f} ({low:.2f}-{high:.2f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     contenders = ["grpo", *(c for c in args.contenders if c != "grpo")]
-    table: dict[str, dict[str, list[dict[str, float]]]] = {}
+    table: dict[str, dict[str, list[dict[int, dict[str, float]]]]] = {}  # label -> contender -> rounds
     for round_ in range(args.rounds):
         for slug in args.settings:
             label, overrides, model_folder = SETTINGS[slug]
@@ -131,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 estimator, own = CONTENDERS[name]
                 folder = args.out / f"{slug}-{name}-r{round_}"
                 table.setdefault(label, {}).setdefault(name, []).append(
-                    medians(run(folder, model, estimator, args.steps, [*overrides, *own]))
+                    steady_steps(run(folder, model, estimator, args.steps, [*overrides, *own]))
                 )
     others = contenders[1:]
     print(f"\nmedians of steps 2-{args.steps}, seconds or tokens (one value per round)")
@@ -144,14 +164,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| --- | --- |" + " --- |" * (len(contenders) + len(others)))
     for label, by_name in table.items():
+        rounds = {c: [medians(r) for r in by_name[c]] for c in contenders}
         for part in PARTS:
-            values = {c: [r[part] for r in by_name[c]] for c in contenders}
+            values = {c: [r[part] for r in rounds[c]] for c in contenders}
             cells = [", ".join(f"{v:.2f}" for v in values[c]) for c in contenders]
             ratios = [
                 ", ".join(f"{x / g:.2f}" for g, x in zip(values["grpo"], values[c], strict=True))
                 for c in others
             ]
             print(f"| {label} | {part} | " + " | ".join(cells + ratios) + " |")
+    print("\nper-step ratio to GRPO, paired by step over all rounds: geometric mean (95% interval)")
+    print("| setting | contender | pairs | " + " | ".join(f"{p} / grpo" for p in PAIRED) + " |")
+    print("| --- | --- | --- |" + " --- |" * len(PAIRED))
+    for label, by_name in table.items():
+        for c in others:
+            pairs = {
+                part: [
+                    (grpo[step][PARTS[part]], mine[step][PARTS[part]])
+                    for grpo, mine in zip(by_name["grpo"], by_name[c], strict=True)
+                    for step in sorted(grpo.keys() & mine.keys())
+                ]
+                for part in PAIRED
+            }
+            cells = [paired_ratio(pairs[part]) for part in PAIRED]
+            print(f"| {label} | {c} | {len(pairs['step'])} | " + " | ".join(cells) + " |")
     return 0
 
 
