@@ -48,11 +48,11 @@ PARTS = {
     "response length, max": "response_length/max",
     # XRPO's own (GRPO logs no such metric): rollouts in groups with reward variance
     "useful share (XRPO)": "xrpo/budget/useful_share",
-    # seconds from a phase's submission to its first and last rollout's end: latency or tail
+    # seconds from a phase's submission to its first, three-quarter and last rollout end: latency or tail
     **{
         f"phase {k} {end} end (XRPO)": f"timing_s/xrpo_phase{k}_{end}_end"
         for k in (1, 2, 3)
-        for end in ("first", "last")
+        for end in ("first", "75pct", "last")
     },
 }
 PAIRED = ("step", "gen")  # the parts whose per-step ratio to GRPO is given with an interval

@@ -62,6 +62,7 @@ XRPO_METRICS = [
     "timing_s/xrpo_advantage",
     "timing_s/xrpo_generation_phases",
     "timing_s/xrpo_phase1_first_end",
+    "timing_s/xrpo_phase1_75pct_end",
     "timing_s/xrpo_phase1_last_end",
     "xrpo/faults/failed_prompts",
     "xrpo/faults/missing_rollouts",

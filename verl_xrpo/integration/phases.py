@@ -130,15 +130,18 @@ class InFlight:
         return [s for s in self.submissions.values() if s.phase == phase]
 
     def phase_timing(self) -> dict[str, float]:
-        """Seconds from each phase's submission to its first and its last session's end: a phase
-        whose ends are close together spends its time in latency, which no overlap can hide; a gap
-        between them is the tail that ``planning.overlap_share`` < 1 lets the next phase run over."""
+        """Seconds from each phase's submission to its first session's end, to the end that makes three
+        quarters of its sessions (where ``planning.overlap_share=0.75`` would plan the next phase),
+        and to its last. The time from the three-quarter end to the last is what that overlap can
+        run the next phase over; the time to the first end is latency that no overlap hides."""
         timing = {}
         for phase, sent in sorted(self.sent_at.items()):
-            ends = self.ended_at.get(phase)
+            ends = sorted(self.ended_at.get(phase, []))
             if ends:
-                timing[f"timing_s/xrpo_phase{phase}_first_end"] = min(ends) - sent
-                timing[f"timing_s/xrpo_phase{phase}_last_end"] = max(ends) - sent
+                prefix = f"timing_s/xrpo_phase{phase}"
+                timing[f"{prefix}_first_end"] = ends[0] - sent
+                timing[f"{prefix}_75pct_end"] = ends[math.ceil(0.75 * len(ends)) - 1] - sent
+                timing[f"{prefix}_last_end"] = ends[-1] - sent
         return timing
 
 
