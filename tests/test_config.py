@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
-from verl_xrpo.config import XRPOConfig, XRPOConfigError
+from verl_xrpo import config as config_module
+from verl_xrpo.config import PlanningConfig, XRPOConfig, XRPOConfigError, default_of
 from verl_xrpo.integration.estimator import xrpo_settings
 
 
@@ -64,3 +68,39 @@ def test_bad_settings_name_the_key(values, message):
 
 def test_integers_are_accepted_where_floats_are_expected():
     assert XRPOConfig.from_mapping({"planning": {"ucb_lambda": 1}}).planning.ucb_lambda == 1.0
+
+
+# Every check whose message names the default: the value quoted must be the dataclass's.
+DEFAULT_QUOTING_CASES = [
+    ("planning.ucb_lambda", {"planning": {"ucb_lambda": -1.0}}),
+    ("planning.skip_agreed_base", {"planning": {"skip_agreed_base": 9}}),
+    ("phase_timeout_seconds", {"phase_timeout_seconds": 0.0}),
+    ("planning.n_base", {"planning": {"n_base": "four"}}),
+    ("planning.alpha", {"planning": {"alpha": None}}),
+    ("seeding.retriever", {"seeding": {"retriever": 3}}),
+    ("sharpening.enable", {"sharpening": {"enable": "yes"}}),
+]
+
+
+@pytest.mark.parametrize(("key", "values"), DEFAULT_QUOTING_CASES)
+def test_messages_quote_the_default_from_the_dataclass(key, values):
+    with pytest.raises(XRPOConfigError) as error:
+        XRPOConfig.from_mapping(values)
+    quoted = re.search(
+        r"[Dd]efault is ([^.;,\s]+(?:\.\d+)?)|Use e\.g\. (\S+) \(the default\)", str(error.value)
+    )
+    assert quoted, f"no default quoted in: {error.value}"
+    assert (quoted.group(1) or quoted.group(2)) == default_of(key)
+
+
+def test_no_default_is_typed_by_hand_in_a_message():
+    """A default named in a message is read from the dataclass (``{default}``), never written out."""
+    source = Path(config_module.__file__).read_text()
+    by_hand = re.findall(r"default is \d|\d \(the default\)|default \(\d", source)
+    assert not by_hand, by_hand
+
+
+def test_default_of_reads_nested_and_top_level_keys():
+    assert default_of("planning.ucb_lambda") == str(PlanningConfig().ucb_lambda)
+    assert default_of("planning.n_max") == "null" and default_of("seeding.enable") == "true"
+    assert default_of("success_key") == "'acc'"

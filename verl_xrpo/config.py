@@ -22,12 +22,34 @@ class XRPOConfigError(ValueError):
 
 
 def _fail(key: str, value: Any, problem: str, fix: str) -> XRPOConfigError:
-    return XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} {problem}. {fix}")
+    """``fix`` may name the key's default as ``{default}``: it is read from the dataclass, never typed."""
+    return XRPOConfigError(f"{CONFIG_ROOT}.{key}={value!r} {problem}. {fix.format(default=default_of(key))}")
+
+
+def default_of(key: str) -> str:
+    """A setting's default as a user would type it (``null``, ``true``), by its key under algorithm.xrpo."""
+    section: Any = XRPOConfig
+    *groups, name = key.split(".")
+    for group in groups:
+        section = _NESTED[_field(section, group).type]
+    return _as_typed(_field(section, name).default)
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
+def _as_typed(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 @dataclass(frozen=True)
 class PlanningConfig:
-    """Hierarchical rollout planning (design section 1)."""
+    """Hierarchical rollout planning (``docs/algorithm.md`` section 1)."""
 
     enable: bool = True
     # Rollouts every prompt gets in phase 1; below 3 the Student-t quantile explodes (12.7 at n=2).
@@ -39,8 +61,7 @@ class PlanningConfig:
     # Confidence level of the Student-t interval.
     alpha: float = 0.05
     # Weight of the UCB bonus; small, because CI shrinks are only 0.01-0.2 for n = 4-16 while the
-    # bonus grows with log(1 + T): at 0.05 it moved 3-8 pt of the useful-rollout share from mixed
-    # to agreed groups by steps 40-1000 in the allocation benchmark; at 0.01 it does not.
+    # bonus grows with log(1 + T) (the choice: docs/benchmarks.md, "Allocation").
     ucb_lambda: float = 0.01
     # What T in the bonus counts: the global training step, or all rollouts drawn so far.
     time_mode: Literal["step", "rollouts"] = "step"
@@ -78,7 +99,7 @@ class PlanningConfig:
                 p + "ucb_lambda",
                 self.ucb_lambda,
                 "must be finite and non-negative",
-                "Use 0 to switch the bonus off; the default is 0.05.",
+                "Use 0 to switch the bonus off; the default is {default}.",
             )
         if self.time_mode not in ("step", "rollouts"):
             raise _fail(p + "time_mode", self.time_mode, "is unknown", "Use 'step' or 'rollouts'.")
@@ -87,7 +108,7 @@ class PlanningConfig:
                 p + "skip_agreed_base",
                 self.skip_agreed_base,
                 f"is not between 1 and planning.n_base={self.n_base}",
-                "Use e.g. 2 (the default): a skipped prompt still needs a rollout to learn from.",
+                "Use e.g. {default} (the default): a skipped prompt still needs a rollout to learn from.",
             )
         if not 0.0 < self.overlap_share <= 1.0:
             raise _fail(
@@ -105,7 +126,7 @@ class PlanningConfig:
 
 @dataclass(frozen=True)
 class SeedingConfig:
-    """In-context seeding of prompts whose rollouts all failed (design section 2)."""
+    """In-context seeding of prompts whose rollouts all failed (``docs/algorithm.md`` section 2)."""
 
     enable: bool = True
     # Exemplars put into a seeded prompt's context (K).
@@ -181,7 +202,7 @@ class SeedingConfig:
 
 @dataclass(frozen=True)
 class SharpeningConfig:
-    """Novelty-guided advantage sharpening (design section 3)."""
+    """Novelty-guided advantage sharpening (``docs/algorithm.md`` section 3)."""
 
     enable: bool = True
     # lambda_nov: bonus per unit of novelty (1 - eta).
@@ -231,7 +252,7 @@ class XRPOConfig:
                 "phase_timeout_seconds",
                 self.phase_timeout_seconds,
                 "must be a positive number of seconds",
-                "Use e.g. 3600 (the default).",
+                "Use e.g. {default} (the default).",
             )
 
     @classmethod
@@ -283,9 +304,9 @@ def _coerce(f: dataclasses.Field, value: Any, key: str) -> Any:
     if value is None:
         if default is None:
             return None
-        raise XRPOConfigError(f"{CONFIG_ROOT}.{key} cannot be null. Its default is {default!r}.")
+        raise XRPOConfigError(f"{CONFIG_ROOT}.{key} cannot be null. Its default is {_as_typed(default)}.")
     # Each message says what the value must be and gives the default as the fix.
-    fix = f"; the default is {default!r}." if default is not None else ", or null (the default)."
+    fix = f"; the default is {_as_typed(default)}." if default is not None else ", or null (the default)."
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

@@ -1,4 +1,4 @@
-"""Group-relative advantages with novelty sharpening (design section 3).
+"""Group-relative advantages with novelty sharpening (``docs/algorithm.md`` section 3).
 
     A_i   = (r_i - mean_g r) / (std_g r + eps)                     GRPO, over every rollout of the prompt
     s_i   = mean_t log pi_old(y_i,t | ...)                         length-normalised log-likelihood

@@ -1,4 +1,4 @@
-"""Hierarchical rollout planning (design section 1).
+"""Hierarchical rollout planning (``docs/algorithm.md`` section 1).
 
 A step has the same rollout budget as GRPO: ``num_prompts * rollouts_per_prompt``. Phase 1 gives every
 prompt ``n_base`` rollouts; the rest is shared out over the later phases, one rollout at a time, to the
