@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-ruff check verl_xrpo hydra_plugins tests scripts recipe
-ruff format --check verl_xrpo hydra_plugins tests scripts recipe
+ruff check verl_xrpo hydra_plugins benchmarks tests scripts recipe
+ruff format --check verl_xrpo hydra_plugins benchmarks tests scripts recipe
 python -m pytest "$@"

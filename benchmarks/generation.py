@@ -5,17 +5,9 @@ built waits for every phase's slowest rollout before it plans the next phase, so
 lengths (a long right tail) its generation time tends towards the sum of the phases' tails. This
 benchmark puts numbers on that with a model of a continuous-batching engine, and measures the
 overlapped schedule, which plans the next phase once a share of the current one's rollouts is in,
-so new work fills the slots the tail leaves idle. How an overlapped phase dispatches
-(``--dispatch``):
-
-- ``any``: a prompt may get new rollouts while its earlier ones still run (they count towards its
-  n and its cap); two submissions of one prompt are in flight at once. The trainer runs this one
-  (``algorithm.xrpo.planning.overlap_share``), tracking each submission on its own.
-- ``idle``: only prompts with nothing running get new rollouts; what they cannot hold waits for a
-  last phase after every rollout is in.
-- ``deferred``: planned as ``any``, but a prompt's new rollouts are sent once its running ones
-  are done. ``idle`` and ``deferred`` are what a trainer could do with one submission of a prompt
-  at a time (verl's single status per prompt, ``{uid}``'s tag, alone allows no more).
+so new work fills the slots the tail leaves idle. As in the trainer
+(``algorithm.xrpo.planning.overlap_share``), a prompt may get new rollouts while its earlier ones
+still run; they count towards its n and its cap.
 
 The models:
 
@@ -26,10 +18,10 @@ The models:
   token per sequence per iteration of ``base_ms + per_seq_ms x running`` milliseconds (decode is
   memory-bound: an iteration costs little more with more sequences); prefill is left out;
   requests go to the server with the fewest outstanding requests, as verl's server manager does;
-- rewards: per-prompt success rates from ``simulate.MIXTURES``, allocation by XRPO's own planner
-  with seeding's share (``simulate.py`` describes the allocation benchmark itself).
+- rewards: per-prompt success rates from ``allocation.MIXTURES``, allocation by XRPO's own planner
+  with seeding's share (``allocation.py`` describes the allocation benchmark itself).
 
-    python -m verl_xrpo.simulate_generation            # table of medians: time ratio, useful share
+    python -m benchmarks.generation            # table of medians: time ratio, useful share
 
 A model of an engine, not a measurement of one: ratios, not seconds, are what it is for.
 """
@@ -41,9 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verl_xrpo.config import PlanningConfig, SeedingConfig
-from verl_xrpo.core.planner import RolloutPlanner
-from verl_xrpo.simulate import (
+from benchmarks.allocation import (
     MIXTURES,
     Mixture,
     Recorded,
@@ -54,6 +44,8 @@ from verl_xrpo.simulate import (
     score,
     sources_from_arguments,
 )
+from verl_xrpo.config import PlanningConfig, SeedingConfig
+from verl_xrpo.core.planner import RolloutPlanner
 
 BUILT = "xrpo (phases as built)"  # the barrier schedule, which the others' useful share is set against
 
@@ -81,9 +73,6 @@ class Engine:
 
     def iteration_seconds(self, running: np.ndarray) -> np.ndarray:
         return (self.base_ms + self.per_seq_ms * running) / 1000.0
-
-
-DISPATCH = ("any", "idle", "deferred")
 
 
 class EngineRun:
@@ -142,7 +131,6 @@ class StepResult:
     useful_share: float
     slot_utilisation: float  # busy sequence slots over all slots while the step ran
     clipped_share: float
-    busy_submissions: int = 0  # new rollouts sent to a prompt while earlier ones of it still ran
 
 
 def run_step(
@@ -155,21 +143,17 @@ def run_step(
     lengths: Lengths,
     engine: Engine,
     rng: np.random.Generator,
-    dispatch: str = "any",
     seeded_success: float = 0.0,
 ) -> StepResult:
     """One step's generation: GRPO when ``planning`` is None, else XRPO's phases.
 
     XRPO plans the next phase once ``overlap_share`` of the current phase's rollouts are
     in (1.0: after all of them, the barrier as built). Prompts with rollouts still running are
-    planned on the rewards that are in, their pending rollouts counted towards n and the cap;
-    ``dispatch`` (one of ``DISPATCH``, the module's docstring) says when they get new ones.
+    planned on the rewards that are in, their pending rollouts counted towards n and the cap.
     Rollouts of a prompt that has failed every rollout in so far (one at least; under the barrier,
     all of its rollouts) are drawn seeded, as the trainer draws them: they succeed with
     ``max(p, seeded_success)``, and the first later phase holds seeding's share for such prompts.
     """
-    if dispatch not in DISPATCH:
-        raise ValueError(f"dispatch {dispatch!r}: one of {', '.join(DISPATCH)}")
     num_prompts = len(rates)
     prompt_scale = np.exp(rng.normal(0.0, lengths.prompt_sigma, size=num_prompts))
     seeded_rates = np.maximum(rates, seeded_success)
@@ -179,14 +163,9 @@ def run_step(
     done: list[bool] = []
     all_lengths: list[float] = []
 
-    busy = 0
-
     def submit(counts: np.ndarray) -> list[int]:
-        nonlocal busy
         first = len(owner)
-        finished, pending = progress()
-        busy += int(((pending > 0) & (counts > 0)).sum())
-        unsolved = failing_so_far(finished)
+        unsolved = failing_so_far(progress()[0])
         for q, count in enumerate(counts):
             rate = seeded_rates[q] if planning is not None and unsolved[q] else rates[q]
             correct = rng.uniform(size=int(count)) < rate
@@ -221,57 +200,28 @@ def run_step(
         """Prompts that failed every rollout that is in, with one in at least (some may still run)."""
         return np.array([bool(f) and not any(f) for f in finished])
 
-    def submit_when_idle(counts: np.ndarray) -> list[int]:
-        """``counts[q]`` rollouts for each prompt q, sent once q has nothing running."""
-        sent: list[int] = []
-        waiting = counts.copy()
-        while waiting.any():
-            ready = np.where(progress()[1] == 0, waiting, 0)
-            if ready.any():
-                sent += submit(ready)
-                waiting -= ready
-            else:
-                for r in sim.advance():
-                    done[r] = True
-        return sent
-
     if planning is None:
         wait_for(submit(np.full(num_prompts, rollout_n)), 1.0)
     else:
         planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
         phase = submit(planner.base_counts(num_prompts))
-        carried = 0  # budget the idle prompts could not hold (dispatch "idle")
         for index, budget in enumerate(planner.phase_budgets(num_prompts)):
             wait_for(phase, overlap_share)
             finished, pending = progress()
             held = np.zeros(num_prompts, dtype=np.int64)
             if index == 0:
-                # seeding's share: prompts whose phase-1 rollouts in so far all failed (with
-                # dispatch "idle", only those with nothing running: the others get no rollouts)
-                failing = np.flatnonzero(failing_so_far(finished) & ((pending == 0) | (dispatch != "idle")))
+                # seeding's share: prompts whose phase-1 rollouts in so far all failed
+                failing = np.flatnonzero(failing_so_far(finished))
                 held[failing] = planner.seeding_share(len(failing), num_prompts, seeding)
-            rows = np.flatnonzero(pending == 0) if dispatch == "idle" else np.arange(num_prompts)
             counts = np.array([len(f) for f in finished]) + pending + held
-            room = int(np.maximum(planner.n_max - counts[rows], 0).sum())
-            grant = budget + carried - int(held.sum())
-            extra = np.zeros(num_prompts, dtype=np.int64)
-            extra[rows] = planner.plan_phase(
-                [np.array(finished[q]) for q in rows],
-                min(grant, room),
+            room = int(np.maximum(planner.n_max - counts, 0).sum())
+            extra = planner.plan_phase(
+                [np.array(f) for f in finished],
+                min(budget - int(held.sum()), room),
                 step=step,
-                reserved=(pending + held)[rows],
+                reserved=pending + held,
             ).extra
-            carried = grant - min(grant, room)
-            if dispatch == "deferred":
-                wanted = extra + held
-                phase = submit(np.where(pending == 0, wanted, 0))
-                phase += submit_when_idle(np.where(pending > 0, wanted, 0))
-            else:
-                phase = submit(extra + held)
-        if carried:
-            wait_for(list(range(len(owner))), 1.0)
-            finished, _ = progress()
-            submit(planner.plan_phase([np.array(f) for f in finished], carried, step=step).extra)
+            phase = submit(extra + held)
         wait_for(list(range(len(owner))), 1.0)
     groups = [np.array([reward[r] for r, o in enumerate(owner) if o == q]) for q in range(num_prompts)]
     slots = engine.replicas * engine.max_num_seqs
@@ -281,7 +231,6 @@ def run_step(
         useful_share=score(StepOutcome(groups))["useful_share"],
         slot_utilisation=sim.busy_slot_seconds / (sim.now * slots),
         clipped_share=float(np.mean(np.array(all_lengths) >= lengths.max_len)),
-        busy_submissions=busy,
     )
 
 
@@ -294,7 +243,6 @@ def benchmark(
     engine: Engine,
     overlap_shares: tuple[float, ...],
     seed: int,
-    dispatches: tuple[str, ...] = ("any",),
     phase_counts: tuple[int, ...] = (),
     seeded_success: float = 0.0,
 ) -> dict[str, dict[str, float]]:
@@ -303,23 +251,21 @@ def benchmark(
     ``phase_counts``: other values of ``planning.num_phases`` to run with the barrier, beside the
     default's. ``seeded_success``: ``run_step``'s.
     """
-    # name -> (planning, overlap share, dispatch); GRPO has no planning
-    schedules: dict[str, tuple[PlanningConfig | None, float, str]] = {
-        "grpo": (None, 1.0, "any"),
-        BUILT: (PlanningConfig(), 1.0, "any"),
+    # name -> (planning, overlap share); GRPO has no planning
+    schedules: dict[str, tuple[PlanningConfig | None, float]] = {
+        "grpo": (None, 1.0),
+        BUILT: (PlanningConfig(), 1.0),
     }
     for count in phase_counts:
         if count != PlanningConfig().num_phases:
-            schedules[f"xrpo, {count} phases"] = (PlanningConfig(num_phases=count), 1.0, "any")
+            schedules[f"xrpo, {count} phases"] = (PlanningConfig(num_phases=count), 1.0)
     for share in overlap_shares:
-        for dispatch in dispatches:
-            suffix = "" if dispatch == "any" else f", {dispatch}"
-            schedules[f"xrpo overlap {share:.2f}{suffix}"] = (PlanningConfig(), share, dispatch)
+        schedules[f"xrpo overlap {share:.2f}"] = (PlanningConfig(), share)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[StepResult]] = {name: [] for name in schedules}
     for step in range(1, draws + 1):
         rates = source.draw(num_prompts, rng)
-        for name, (planning, share, dispatch) in schedules.items():
+        for name, (planning, share) in schedules.items():
             result = run_step(
                 rates,
                 rollout_n,
@@ -330,7 +276,6 @@ def benchmark(
                 lengths,
                 engine,
                 np.random.default_rng([seed, step]),
-                dispatch,
                 seeded_success,
             )
             rows[name].append(result)
@@ -375,7 +320,7 @@ def format_table(name: str, table: dict[str, dict[str, float]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m verl_xrpo.simulate_generation", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.generation", description=__doc__.split("\n\n")[0]
     )
     add_step_arguments(parser, draws=30, prompts=128)
     add_source_arguments(parser)
@@ -388,13 +333,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--overlap", type=float, nargs="+", default=[0.75, 0.9], help="overlap shares to compare"
-    )
-    parser.add_argument(
-        "--dispatch",
-        nargs="+",
-        default=["any"],
-        choices=DISPATCH,
-        help="when an overlapped phase sends a busy prompt's new rollouts (module docstring)",
     )
     models = (Lengths(), Engine())
     for model in models:  # one flag per field of the length and engine models, their defaults
@@ -424,7 +362,6 @@ def main(argv: list[str] | None = None) -> int:
             engine,
             tuple(args.overlap),
             args.seed,
-            tuple(args.dispatch),
             tuple(args.phases),
             args.seeded_success,
         )

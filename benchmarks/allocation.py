@@ -21,9 +21,9 @@ reward variance (mixed groups: the only ones with a non-zero GRPO advantage):
   from this one: its success probability is ``p`` moved by ``N(0, --history-drift)`` on the logit
   scale.
 
-    python -m verl_xrpo.simulate                      # every built-in mixture, a table of medians
-    python -m verl_xrpo.simulate --rates rates.json   # per-prompt success rates recorded elsewhere
-    python -m verl_xrpo.simulate --rates train_eval.json  # or ``verl_xrpo.eval``'s output (pooled if several)
+    python -m benchmarks.allocation                          # every built-in mixture, a table of medians
+    python -m benchmarks.allocation --rates rates.json       # per-prompt success rates recorded elsewhere
+    python -m benchmarks.allocation --rates train_eval.json  # verl_xrpo.eval's output (pooled if several)
 
 No model and no GPU: a few seconds. Figures and their reading are in ``docs/benchmarks.md``.
 """
@@ -370,7 +370,7 @@ def check_step_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m verl_xrpo.simulate",
+        prog="python -m benchmarks.allocation",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verl_xrpo import simulate
+from benchmarks import allocation
 from verl_xrpo.config import PlanningConfig
 
 
@@ -23,7 +23,7 @@ def expected_useful(rates, counts):
 def test_the_oracle_is_the_best_split_of_the_budget(rates, per_prompt):
     rates, n_max = np.array(rates), 6
     budget = len(rates) * per_prompt
-    counts = simulate.oracle_counts(rates, budget, n_max)
+    counts = allocation.oracle_counts(rates, budget, n_max)
     assert counts.sum() == budget and counts.max() <= n_max
     best = max(
         expected_useful(rates, split)
@@ -35,7 +35,7 @@ def test_the_oracle_is_the_best_split_of_the_budget(rates, per_prompt):
 
 def test_an_impossible_split_is_refused():
     with pytest.raises(ValueError, match="cannot go to"):
-        simulate.oracle_counts(np.array([0.5, 0.5]), budget=13, n_max=6)
+        allocation.oracle_counts(np.array([0.5, 0.5]), budget=13, n_max=6)
 
 
 def test_the_oracle_after_phase1_spends_the_budget_and_sees_what_phase1_found():
@@ -43,20 +43,20 @@ def test_the_oracle_after_phase1_spends_the_budget_and_sees_what_phase1_found():
     does worse in expectation than spreading them evenly, and it is bounded by the full oracle."""
     rng = np.random.default_rng(0)
     rates = np.array([0.0, 1.0, 0.5, 0.5, 0.05, 0.95, 0.3, 0.7])
-    outcome = simulate.oracle_after_phase1(rates, rollout_n=8, rng=rng, n_max=16, n_base=4)
+    outcome = allocation.oracle_after_phase1(rates, rollout_n=8, rng=rng, n_max=16, n_base=4)
     counts = [len(r) for r in outcome.rewards]
     assert sum(counts) == 64 and min(counts) >= 4 and max(counts) <= 16
     assert counts[0] == counts[1] == 4  # p of 0 or 1: a later rollout can never disagree
-    table = simulate.benchmark(
-        simulate.MIXTURES[0], draws=30, num_prompts=32, rollout_n=8, seeded_success=0.0, seed=2
+    table = allocation.benchmark(
+        allocation.MIXTURES[0], draws=30, num_prompts=32, rollout_n=8, seeded_success=0.0, seed=2
     )
     after, full = table["oracle_after_phase1"]["useful_share"], table["oracle"]["useful_share"]
     assert table["xrpo_no_seeding"]["useful_share"] <= after <= full
 
 
 def test_every_allocator_spends_grpos_budget_and_xrpo_beats_uniform_on_a_math_mixture():
-    table = simulate.benchmark(
-        simulate.MIXTURES[0], draws=30, num_prompts=32, rollout_n=8, seeded_success=0.0, seed=1
+    table = allocation.benchmark(
+        allocation.MIXTURES[0], draws=30, num_prompts=32, rollout_n=8, seeded_success=0.0, seed=1
     )
     assert set(table) == {"uniform", "xrpo", "xrpo_no_seeding", "oracle", "oracle_after_phase1"}
     assert table["oracle"]["fraction_of_oracle"] == 1.0
@@ -67,28 +67,28 @@ def test_every_allocator_spends_grpos_budget_and_xrpo_beats_uniform_on_a_math_mi
 def test_recorded_rates_are_read_and_bad_ones_refused(tmp_path, capsys):
     good = tmp_path / "rates.json"
     good.write_text("[0.0, 0.5, 1.0, 0.25]")
-    assert simulate.main(["--draws", "3", "--prompts", "8", "--rates", str(good)]) == 0
+    assert allocation.main(["--draws", "3", "--prompts", "8", "--rates", str(good)]) == 0
     assert "recorded (rates.json, 4 prompts)" in capsys.readouterr().out
     bad = tmp_path / "bad.json"
     bad.write_text("[1.5]")
     with pytest.raises(SystemExit):
-        simulate.main(["--rates", str(bad)])
+        allocation.main(["--rates", str(bad)])
     assert "expected a JSON list of probabilities" in capsys.readouterr().err
 
 
 def test_an_evaluation_output_gives_its_per_prompt_success_rates(tmp_path):
     evaluated = tmp_path / "train_eval.json"
     evaluated.write_text(json.dumps({"samples": 8, "successes_per_prompt": [0, 2, 8]}))
-    assert simulate.load_rates(evaluated).tolist() == [0.0, 0.25, 1.0]
+    assert allocation.load_rates(evaluated).tolist() == [0.0, 0.25, 1.0]
     evaluated.write_text(json.dumps({"samples": 8}))
     with pytest.raises(ValueError, match="successes_per_prompt"):
-        simulate.load_rates(evaluated)
+        allocation.load_rates(evaluated)
 
 
 def test_with_history_prompts_that_agreed_last_epoch_are_skipped_within_the_same_budget():
-    history = simulate.History(drift=0.0, base=2)
-    table = simulate.benchmark(
-        simulate.MIXTURES[0],
+    history = allocation.History(drift=0.0, base=2)
+    table = allocation.benchmark(
+        allocation.MIXTURES[0],
         draws=30,
         num_prompts=32,
         rollout_n=8,
@@ -107,7 +107,7 @@ def test_with_history_prompts_that_agreed_last_epoch_are_skipped_within_the_same
 def test_skipped_prompts_get_their_phase1_base_and_only_what_the_others_cannot_hold():
     def sizes(skipped):
         rates = np.full(len(skipped), 0.5)
-        outcome = simulate.xrpo(
+        outcome = allocation.xrpo(
             rates,
             8,
             np.random.default_rng(0),
@@ -126,8 +126,8 @@ def test_skipped_prompts_get_their_phase1_base_and_only_what_the_others_cannot_h
 
 
 def test_other_phase_counts_run_beside_the_default_within_the_same_budget(capsys):
-    table = simulate.benchmark(
-        simulate.MIXTURES[0],
+    table = allocation.benchmark(
+        allocation.MIXTURES[0],
         draws=5,
         num_prompts=16,
         rollout_n=8,
@@ -136,10 +136,10 @@ def test_other_phase_counts_run_beside_the_default_within_the_same_budget(capsys
         phase_counts=(2, 3),
     )  # the benchmark asserts every allocator's budget; 3 is the default, not repeated
     assert "xrpo_2_phases" in table and "xrpo_3_phases" not in table
-    assert simulate.main(["--draws", "2", "--prompts", "8", "--phases", "2", "4"]) == 0
+    assert allocation.main(["--draws", "2", "--prompts", "8", "--phases", "2", "4"]) == 0
     assert "xrpo_4_phases" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        simulate.main(["--phases", "1"])
+        allocation.main(["--phases", "1"])
 
 
 def test_a_larger_ucb_weight_costs_useful_share_as_the_step_grows(capsys):
@@ -147,8 +147,8 @@ def test_a_larger_ucb_weight_costs_useful_share_as_the_step_grows(capsys):
     of 0.05 moves rollouts from mixed groups to agreed ones, the default's does not."""
 
     def shares(step: int) -> tuple[float, float]:
-        table = simulate.benchmark(
-            simulate.MIXTURES[1],  # math_easy
+        table = allocation.benchmark(
+            allocation.MIXTURES[1],  # math_easy
             draws=20,
             num_prompts=32,
             rollout_n=8,
@@ -163,9 +163,9 @@ def test_a_larger_ucb_weight_costs_useful_share_as_the_step_grows(capsys):
     default_late, heavy_late = shares(1000)
     assert abs(default_early - heavy_early) < 0.02
     assert heavy_late < default_late - 0.04
-    assert simulate.main(["--draws", "2", "--prompts", "8", "--ucb-lambda", "0.05", "--step", "40"]) == 0
+    assert allocation.main(["--draws", "2", "--prompts", "8", "--ucb-lambda", "0.05", "--step", "40"]) == 0
     out = capsys.readouterr().out
     assert "xrpo_lambda_0.05" in out and "T of the UCB bonus: 40" in out
     for bad in (["--step", "0"], ["--ucb-lambda", "-1"]):
         with pytest.raises(SystemExit):
-            simulate.main(bad)
+            allocation.main(bad)

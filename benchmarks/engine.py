@@ -1,13 +1,13 @@
 """Calibrate the generation-time model's engine: a vLLM engine's decode iteration time.
 
-``verl_xrpo.simulate_generation`` models an iteration as ``base_ms + per_seq_ms x running``.
+``benchmarks.generation`` models an iteration as ``base_ms + per_seq_ms x running``.
 This script measures it on a real engine: for each batch size it generates a fixed number of
 tokens per sequence (end token ignored, so every sequence runs to the end) and divides the wall
 time by that number; a least-squares line through the points gives the two flags. Prefill is in
 the figures too (one short prompt per sequence), which is small against 256 decode steps.
 
-    python scripts/bench_engine.py MODEL_DIR                  # CPU: the CPU preset's settings
-    python scripts/bench_engine.py MODEL_DIR --dtype bfloat16 --batch-sizes 1 64 256 1024
+    python -m benchmarks.engine MODEL_DIR                  # CPU: the CPU preset's settings
+    python -m benchmarks.engine MODEL_DIR --dtype bfloat16 --batch-sizes 1 64 256 1024
 
 A benchmark (it prints figures), not a test. Without a GPU it runs vLLM's CPU build with CPU
 mode's KV-cache size; don't run it beside other heavy jobs.
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         measured.append(1000.0 * best / args.tokens)
         print(f"  {size:5d} sequences: {measured[-1]:7.2f} ms per iteration", flush=True)
     base, per_seq = fit_line(args.batch_sizes, measured)
-    print(f"simulate_generation flags: --base-ms {base:.2f} --per-seq-ms {per_seq:.4f}")
+    print(f"benchmarks.generation flags: --base-ms {base:.2f} --per-seq-ms {per_seq:.4f}")
     return 0
 
 

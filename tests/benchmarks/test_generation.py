@@ -1,11 +1,11 @@
-"""The generation-time benchmark's engine model and schedules (verl_xrpo.simulate_generation)."""
+"""The generation-time benchmark's engine model and schedules (benchmarks/generation.py)."""
 
 import numpy as np
 import pytest
 
+from benchmarks.allocation import MIXTURES
+from benchmarks.generation import Engine, EngineRun, Lengths, benchmark, main, run_step
 from verl_xrpo.config import PlanningConfig, SeedingConfig
-from verl_xrpo.simulate import MIXTURES
-from verl_xrpo.simulate_generation import Engine, EngineRun, Lengths, benchmark, main, run_step
 
 
 def test_one_slot_runs_requests_one_after_the_other():
@@ -30,9 +30,8 @@ def test_sequences_in_flight_share_iterations_and_requests_spread_over_replicas(
     assert sorted(finished) == [2, 3] and sim.now == pytest.approx(10 * 0.012)
 
 
-@pytest.mark.parametrize("dispatch", ["any", "idle", "deferred"])
 @pytest.mark.parametrize("overlap", [1.0, 0.75, 0.5])
-def test_every_schedule_spends_exactly_the_grpo_budget(overlap, dispatch):
+def test_every_schedule_spends_exactly_the_grpo_budget(overlap):
     rng = np.random.default_rng(0)
     rates = rng.beta(0.5, 0.5, size=16)
     engine = Engine(replicas=2, max_num_seqs=8)
@@ -48,7 +47,6 @@ def test_every_schedule_spends_exactly_the_grpo_budget(overlap, dispatch):
         lengths,
         engine,
         np.random.default_rng(1),
-        dispatch,
     )
     for result in (grpo, xrpo):
         assert result.rollouts == 16 * 8
@@ -76,8 +74,6 @@ def test_cli_prints_a_table_and_refuses_a_bad_share(capsys):
     with pytest.raises(SystemExit):
         main(["--overlap", "1.5"])
     with pytest.raises(SystemExit):
-        main(["--dispatch", "eager"])
-    with pytest.raises(SystemExit):
         main(["--phases", "1"])
 
 
@@ -91,30 +87,6 @@ def test_fewer_phases_wait_at_fewer_barriers():
     assert table["xrpo (phases as built)"]["useful_vs_built_pt"] == 0.0
     grpo = table["grpo"]
     assert grpo["useful_vs_built_pt"] + grpo["useful_vs_built_half_pt"] < 0
-
-
-def test_only_dispatch_any_sends_to_a_prompt_whose_rollouts_still_run():
-    """``idle`` and ``deferred`` keep one submission of a prompt in flight at a time."""
-    rates = np.random.default_rng(3).beta(0.5, 0.5, size=24)
-    engine = Engine(replicas=1, max_num_seqs=4096)
-    lengths = Lengths(median=100.0, max_len=2000)
-    busy = {}
-    for dispatch in ("any", "idle", "deferred"):
-        result = run_step(
-            rates,
-            8,
-            1,
-            PlanningConfig(),
-            0.5,
-            SeedingConfig(),
-            lengths,
-            engine,
-            np.random.default_rng(4),
-            dispatch,
-        )
-        assert result.rollouts == 24 * 8
-        busy[dispatch] = result.busy_submissions
-    assert busy["any"] > 0 and busy["idle"] == 0 and busy["deferred"] == 0
 
 
 def test_seeded_rollouts_succeed_as_often_as_seeding_makes_them():
@@ -147,7 +119,6 @@ def test_an_overlapped_phase_seeds_prompts_on_the_failures_that_are_in():
         seeding=SeedingConfig(),
         lengths=Lengths(median=50.0, max_len=400),
         engine=Engine(replicas=1, max_num_seqs=256),
-        dispatch="any",
         seeded_success=1.0,  # a seeded rollout always succeeds: a seeded prompt's group is mixed
     )
     overlapped = [run_step(overlap_share=0.5, rng=np.random.default_rng(s), **common) for s in range(5)]

@@ -1,7 +1,7 @@
 """XRPO's step time against GRPO's on the main job, with and without CPU mode's token-budgeted
 micro-batches: a benchmark (it prints figures and ratios), not a test.
 
-    python scripts/bench_step_time.py OUT [--steps 12] [--rounds 1] [--settings ...] [--contenders ...]
+    python -m benchmarks.step_time OUT [--steps 12] [--rounds 1] [--settings ...] [--contenders ...]
 
 Runs the main job (``python -m recipe.xrpo.scale_model.train``) for GRPO and XRPO (and XRPO with
 ``planning.overlap_share`` 0.5 or 0.75, or ``planning.num_phases=2``), once with the CPU preset as it is and
@@ -10,12 +10,11 @@ preset before), interleaved so that the contenders of a round see the same machi
 same warm-started model (built once, in OUT/models/warm-start). Medians over steps 2..N (step 1 warms up).
 Finished runs are skipped.
 
-The ``spread`` setting checks the generation-time model (``verl_xrpo.simulate_generation``)
+The ``spread`` setting checks the generation-time model (``benchmarks.generation``)
 through the real pipeline: an untrained model of the same shape (OUT/models/untrained) answers with
 random tokens until it happens to emit its end token, so its responses spread from a few tokens to
-the 1024-token cut (run 7's metrics: mean about 335 tokens, 4-6% at the cut; a log-normal of median
-250 fits them: the spread the main job's 8-40-token answers lack). Almost every reward is 0 there;
-generation time, not learning, is what it measures.
+the 1024-token cut (the lengths it gives: ``docs/benchmarks.md``, run 7), the spread the main job's short
+answers lack. Almost every reward is 0 there; generation time, not learning, is what it measures.
 """
 
 from __future__ import annotations
@@ -28,10 +27,6 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
-
-# This repository's recipe/ first: as a script, its folder (scripts/) heads sys.path, and verl's
-# wheel installs a top-level `recipe` package of its own.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recipe.xrpo.scale_model.compare import mean_ci95
 from recipe.xrpo.scale_model.train import ScaleModelRun
@@ -47,7 +42,7 @@ PARTS = {
     "response length, mean": "response_length/mean",
     "response length, max": "response_length/max",
     # XRPO's own (GRPO logs no such metric): rollouts in groups with reward variance
-    "useful share (XRPO)": "xrpo/budget/useful_share",
+    "mixed-group share (XRPO)": "xrpo/budget/mixed_group_rollout_share",
     # seconds from a phase's submission to its first, three-quarter and last rollout end: latency or tail
     **{
         f"phase {k} {end} end (XRPO)": f"timing_s/xrpo_phase{k}_{end}_end"

@@ -1,7 +1,7 @@
 """Benchmark of XRPO's core: advantage, planner and exemplar retrieval, with medians and ratios.
 
-    python scripts/bench_core.py            # the issue's sizes (about 2 minutes on 2 cores)
-    python scripts/bench_core.py --quick    # small sizes, a smoke run
+    python -m benchmarks.core            # the issue's sizes (about 2 minutes on 2 cores)
+    python -m benchmarks.core --quick    # small sizes, a smoke run
 
 Every contender runs in the same process, interleaved round by round, so machine noise hits all
 of them alike. Figures are wall-clock medians.
