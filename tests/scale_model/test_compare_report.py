@@ -1,10 +1,14 @@
-"""The comparison's report: from the cells' verl metrics, rollout dumps and evaluations to the summary."""
+"""The comparison's report: from the cells' verl metrics, rollout dumps (or the tables that replace
+them) and evaluations to the summary."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+from collections import defaultdict
 
+import pyarrow.parquet as pq
 import pytest
 
 from recipe.xrpo.scale_model.compare import (
@@ -12,17 +16,32 @@ from recipe.xrpo.scale_model.compare import (
     VARIANTS,
     Cell,
     Schedule,
+    allocation_by_step,
     format_summary,
     mean_ci95,
     proportion_ci95,
     report,
     start_folder,
     steps_to_reach,
+    write_rollout_table,
 )
+from verl_xrpo.core.seeding import render
 
 SCHEDULE = Schedule(
     steps=3, val_every=1, val_size=8, train_size=16, prompts_per_step=2, task="chain", warm_start="demo"
 )
+
+
+def chat(question):
+    return f"user\n{question}\nassistant\n"
+
+
+def rollout(uid, question, score, seeded=False, **fields):
+    """One line of a rollout dump; ``seeded`` puts an exemplar in front of the question as seeding does."""
+    text = (
+        render(question, [("Add 2 + 2 step by step.", "2 + 2 = 4. The answer is 4.")]) if seeded else question
+    )
+    return {"input": chat(text), "output": "...", "score": score, "uid": uid, **fields}
 
 
 def write_cell(out, variant, seed, curve, groups, step_seconds=2.0, machine=None):
@@ -42,12 +61,12 @@ def write_cell(out, variant, seed, curve, groups, step_seconds=2.0, machine=None
             handle.write(json.dumps({"step": step, "data": data}) + "\n")
     for step in range(1, len(curve) + 1):
         lines = [
-            json.dumps({"uid": f"u{g}_{session}_0", "score": score, "step": step})
+            json.dumps({**rollout(f"u{g}_{session}_0", f"Add {g} + 1 step by step.", score), "step": step})
             for g, scores in enumerate(groups)
             for session, score in enumerate(scores)
         ]
         # a row verl padded the batch with (a plain verl dump marks it only by its uid): not a rollout
-        lines.append(json.dumps({"uid": "pad0123abcd_0_0", "score": 0.0, "step": step}))
+        lines.append(json.dumps({**rollout("pad0123abcd_0_0", "Add 1 + 1 step by step.", 0.0), "step": step}))
         (cell.rollouts / f"{step}.jsonl").write_text("\n".join(lines) + "\n")
     if machine is not None:
         (cell.folder / "summary.json").write_text(json.dumps({"exit_code": 0, "machine": machine}))
@@ -211,3 +230,120 @@ def test_a_cell_another_process_is_training_is_skipped_not_wiped(tmp_path, capsy
     assert "another process is training it: skipped" in capsys.readouterr().out
     with claimed(cell) as mine:
         assert mine  # released with its holder
+
+
+def write_dump(folder, steps):
+    folder.mkdir(parents=True)
+    for step, records in steps.items():
+        (folder / f"{step}.jsonl").write_text(
+            "".join(json.dumps({**r, "step": step}) + "\n" for r in records)
+        )
+
+
+EASY, LONG, HARD = (
+    "Add 3 + 4 step by step.",
+    "Add 1 + 2 + 3 + 4 step by step.",
+    "Add 56 + 36 + 4 step by step.",
+)
+DUMP = {
+    1: [
+        rollout("a_0_0", EASY, 1.0),
+        rollout("a_1_0", EASY, 1.0),
+        rollout("b_0_0", HARD, 0.0),
+        rollout("b_1_0", HARD, 1.0, seeded=True),
+        rollout("b_2_0", HARD, 0.0, seeded=True),
+        rollout("pad0123abcd_0_0", EASY, 0.0),  # verl's filler row, marked by its uid only
+    ],
+    2: [
+        # the same question twice in one step (the data repeats short chains): two groups
+        rollout("c_0_0", EASY, 0.0),
+        rollout("c_1_0", EASY, 1.0),
+        rollout("d_0_0", EASY, 0.0),
+        rollout("d_1_0", EASY, 0.0),
+        rollout("e_0_0", LONG, 1.0),
+        rollout("e_1_0", LONG, 1.0),
+        rollout("e_2_0", LONG, 0.0),
+        {**rollout("f_0_0", LONG, 0.0), "is_padding": True},  # XRPO's dump marks its filler rows
+    ],
+}
+
+
+def reference_allocation(folder):
+    """The useful share per step read straight off the dumps, the way the report did before tables."""
+    steps = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        groups = defaultdict(list)
+        for record in map(json.loads, path.read_text().splitlines()):
+            if not (record.get("is_padding") or record["uid"].startswith("pad")):
+                groups[record["uid"].rsplit("_", 2)[0]].append(float(record["score"]) > 0)
+        sizes = [len(g) for g in groups.values()]
+        mixed = [len(g) for g in groups.values() if 0 < sum(g) < len(g)]
+        steps[int(path.stem)] = {
+            "rollouts": sum(sizes),
+            "useful_rollout_share": sum(mixed) / sum(sizes),
+            "zero_variance_share": 1 - len(mixed) / len(groups),
+        }
+    return steps
+
+
+def test_the_rollout_table_has_one_sorted_row_per_group_and_step_without_padding(tmp_path):
+    write_dump(tmp_path / "rollouts", DUMP)
+    table = write_rollout_table(tmp_path / "rollouts", tmp_path / "rollouts.parquet")
+    rows = pq.read_table(table).to_pylist()
+
+    keys = {(r["step"], r["level"]): r["prompt_key"] for r in rows}
+    assert keys[(1, "k2")] == keys[(2, "k2")]  # one question, one key across steps and uids
+    assert len(set(keys.values())) == 3 and all(len(k) == 16 for k in keys.values())
+    groups = [(r["step"], r["level"], r["rollouts"], r["successes"], r["seeded_rollouts"]) for r in rows]
+    assert sorted(groups) == [
+        (1, "hard", 3, 1, 2),
+        (1, "k2", 2, 2, 0),
+        (2, "k2", 2, 0, 0),
+        (2, "k2", 2, 1, 0),
+        (2, "k4", 3, 2, 0),
+    ]
+    order = [(r["step"], r["prompt_key"], r["successes"]) for r in rows]
+    assert order == sorted(order)
+    hard = next(r for r in rows if r["level"] == "hard")
+    assert hard["seeded_successes"] == 1  # the seeded rollout's question is still the hard prompt's
+    assert all(r["response_tokens"] is None for r in rows)  # a plain verl dump does not count them
+    assert pq.read_metadata(table).row_group(0).column(0).compression == "ZSTD"
+
+
+def test_the_rollout_table_sums_the_token_counts_xrpo_dumps(tmp_path):
+    records = [
+        {**rollout(f"a_{i}_0", LONG, 1.0), "response_length": 10 + i, "is_padding": False} for i in range(3)
+    ]
+    write_dump(tmp_path / "rollouts", {5: records})
+    (row,) = pq.read_table(write_rollout_table(tmp_path / "rollouts", tmp_path / "t.parquet")).to_pylist()
+    assert row["response_tokens"] == 33 and row["level"] == "k4" and row["step"] == 5
+    assert write_rollout_table(tmp_path / "nothing", tmp_path / "none.parquet") is None
+
+
+def test_the_report_reads_the_same_allocation_from_the_table_as_from_the_dumps(tmp_path):
+    cell = Cell(VARIANTS["xrpo"], 0, tmp_path)
+    write_dump(cell.rollouts, DUMP)
+    expected = reference_allocation(cell.rollouts)
+    assert expected[1]["useful_rollout_share"] == pytest.approx(3 / 5)
+
+    assert allocation_by_step(cell) == expected  # the table is written from the dumps first
+    assert cell.rollout_table.is_file()
+    shutil.rmtree(cell.rollouts)  # a clone: the table alone
+    assert allocation_by_step(cell) == expected
+
+
+def test_the_whole_report_is_the_same_from_the_tables_alone(tmp_path):
+    cells = [
+        write_cell(tmp_path, variant, seed, [0.2, 0.3, 0.4], [[1, 0, 1], [0, 0, 0, 0], [1, 1]])
+        for variant in ("grpo", "xrpo")
+        for seed in (0, 1)
+    ]
+    for cell in cells:
+        write_eval(cell.folder / "eval.json", 0.5)
+    report(tmp_path, cells, SCHEDULE)
+    outputs = [(tmp_path / name).read_text() for name in ("summary.json", "steps.csv")]
+    for cell in cells:
+        shutil.rmtree(cell.rollouts)
+    report(tmp_path, cells, SCHEDULE)
+    assert [(tmp_path / name).read_text() for name in ("summary.json", "steps.csv")] == outputs
+    assert json.loads(outputs[0])["xrpo"]["useful_rollout_share"] == pytest.approx(3 / 9)

@@ -8,9 +8,10 @@ Every cell (variant x seed) is one run of the main job's launcher (``train.py``)
 ``main_ppo``: the same warm-started model for every cell (built once), each seed's own training and
 held-out prompts and data order shared by all variants, the same ``prompts x rollout.n`` rollouts
 per step, held-out validation every few steps. Every rollout is dumped (verl's
-``trainer.rollout_data_dir``), so the useful-rollout share is computed the same way for every
-variant, GRPO included. ``train`` skips finished cells (``--only variant:seed`` re-runs one);
-``--task`` runs the same comparison on another task family.
+``trainer.rollout_data_dir``) and boiled down to one table row per prompt group and step
+(``rollouts.parquet``, the committed form; the dumps are not committed), so the useful-rollout
+share is computed the same way for every variant, GRPO included. ``train`` skips finished cells
+(``--only variant:seed`` re-runs one); ``--task`` runs the same comparison on another task family.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import argparse
 import csv
 import fcntl
+import hashlib
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -30,6 +33,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from scipy import stats
 
 from recipe.xrpo.scale_model import tasks
@@ -42,6 +47,7 @@ from recipe.xrpo.scale_model.train import (
     train,
 )
 from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
+from verl_xrpo.core.seeding import FOOTER, HEADER
 
 GSPO = "loss=gspo"  # configs/loss/gspo.yaml
 
@@ -119,6 +125,10 @@ class Cell:
     def rollouts(self) -> Path:
         return self.folder / "rollouts"
 
+    @property
+    def rollout_table(self) -> Path:
+        return self.folder / "rollouts.parquet"
+
     def done(self, steps: int) -> bool:
         summary = self.folder / "summary.json"
         if not summary.is_file():
@@ -179,6 +189,8 @@ def train_cell(cell: Cell, schedule: Schedule) -> int:
     extra += [f"trainer.rollout_data_dir={cell.rollouts}", *schedule.settings]
     label = f"[{cell.variant.name} seed {cell.seed}]"
     summary = train(run, extra, echo=lambda line: print(f"{label} {line}", flush=True))
+    if summary.exit_code == 0:
+        write_rollout_table(cell.rollouts, cell.rollout_table)
     return summary.exit_code
 
 
@@ -230,23 +242,101 @@ def eval_start(out: Path, seed: int, schedule: Schedule, samples: int) -> int:
 # ---- the report -----------------------------------------------------------------------------------
 
 
-def allocation_by_step(cell: Cell) -> dict[int, dict[str, float]]:
-    """Per step, from every dumped rollout's score: where the budget went and what carried signal."""
-    steps = {}
-    for path in sorted(cell.rollouts.glob("*.jsonl")):
-        groups: dict[str, list[float]] = defaultdict(list)
+ROLLOUT_TABLE_SCHEMA = pa.schema(
+    [
+        ("step", pa.int32()),
+        ("prompt_key", pa.string()),
+        ("level", pa.string()),
+        ("rollouts", pa.int32()),
+        ("successes", pa.int32()),
+        ("seeded_rollouts", pa.int32()),
+        ("seeded_successes", pa.int32()),
+        ("response_tokens", pa.int64()),
+    ]
+)
+CHAIN_QUESTION = re.compile(r"Add (\d+(?: \+ \d+)+) step by step\.")
+
+
+def unseeded_input(text: str) -> str:
+    """The prompt as drawn, without the exemplars seeding put in front of its question."""
+    if HEADER not in text:
+        return text
+    return text[: text.index(HEADER)] + text[text.rindex(FOOTER) + len(FOOTER) :]
+
+
+def prompt_key(text: str) -> str:
+    """A prompt's name across steps, epochs and cells: verl's uid is drawn afresh at every fetch."""
+    return hashlib.sha1(unseeded_input(text).encode()).hexdigest()[:16]
+
+
+def chain_level(text: str) -> str | None:
+    """The chain task's difficulty level read off the question (None for other task families)."""
+    match = CHAIN_QUESTION.search(unseeded_input(text))
+    if match is None:
+        return None
+    terms = [int(t) for t in match.group(1).split(" + ")]
+    for level in tasks.CHAIN_LEVELS:  # single-digit terms, except the hard level's first pair
+        if level.terms == len(terms) and level.two_digit_start == (terms[0] >= 10):
+            return level.name
+    return None
+
+
+def write_rollout_table(dumps: Path, table: Path) -> Path | None:
+    """One row per prompt group and step of verl's rollout dumps (``<step>.jsonl``), sorted.
+
+    A step can hold the same prompt text twice (the training data repeats questions, two-term
+    chains most), so a row is one group (one uid), not one ``(step, prompt_key)``. A rollout is
+    seeded when its input carries seeding's exemplars; ``response_tokens`` only where the dump
+    counts them (XRPO's trainer does, a plain verl dump does not). None: nothing to convert."""
+    paths = sorted(dumps.glob("*.jsonl")) if dumps.is_dir() else []
+    if not paths:
+        return None
+    rows = []
+    for path in paths:
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for line in path.read_text().splitlines():
             record = json.loads(line)
             # verl's filler rows (reward 0, uid "pad<hex>"; XRPO's dump also marks them): not rollouts
             if record.get("is_padding") or record["uid"].startswith("pad"):
                 continue
-            groups[record["uid"].rsplit("_", 2)[0]].append(float(record["score"]) > 0)
-        sizes = [len(g) for g in groups.values()]
-        mixed = [len(g) for g in groups.values() if 0 < sum(g) < len(g)]
-        steps[int(path.stem)] = {
-            "rollouts": sum(sizes),
-            "useful_rollout_share": sum(mixed) / sum(sizes),
-            "zero_variance_share": 1 - len(mixed) / len(groups),
+            groups[record["uid"].rsplit("_", 2)[0]].append(record)
+        for group in groups.values():
+            seeded = [r for r in group if HEADER in r["input"]]
+            lengths = [r.get("response_length") for r in group]
+            rows.append(
+                {
+                    "step": int(path.stem),
+                    "prompt_key": prompt_key(group[0]["input"]),
+                    "level": chain_level(group[0]["input"]),
+                    "rollouts": len(group),
+                    "successes": sum(float(r["score"]) > 0 for r in group),
+                    "seeded_rollouts": len(seeded),
+                    "seeded_successes": sum(float(r["score"]) > 0 for r in seeded),
+                    "response_tokens": None if None in lengths else sum(lengths),
+                }
+            )
+    rows.sort(key=lambda r: tuple((v is not None, v) for v in r.values()))
+    table.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=ROLLOUT_TABLE_SCHEMA), table, compression="zstd")
+    return table
+
+
+def allocation_by_step(cell: Cell) -> dict[int, dict[str, float]]:
+    """Per step, from every rollout's score: where the budget went and what carried signal.
+
+    Read from the cell's rollout table, written first from the dumps where only they exist."""
+    if not cell.rollout_table.is_file() and write_rollout_table(cell.rollouts, cell.rollout_table) is None:
+        return {}
+    groups: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for row in pq.read_table(cell.rollout_table, columns=["step", "rollouts", "successes"]).to_pylist():
+        groups[row["step"]].append((row["rollouts"], row["successes"]))
+    steps = {}
+    for step, sizes in sorted(groups.items()):
+        mixed = [n for n, k in sizes if 0 < k < n]
+        steps[step] = {
+            "rollouts": sum(n for n, _ in sizes),
+            "useful_rollout_share": sum(mixed) / sum(n for n, _ in sizes),
+            "zero_variance_share": 1 - len(mixed) / len(sizes),
         }
     return steps
 
