@@ -171,6 +171,8 @@ def test_with_two_workers_every_phase_hears_from_both_over_two_steps(verl_config
 def test_all_fail_prompts_are_seeded_and_the_bank_learns(verl_config, manager):
     bank = ExemplarBank(max_size=100)
     bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    # a validation question: its solutions never join the bank, and the step counts them
+    bank.block_questions(["How many limes are in the box after adding three more?"])
     rates = [0.0, 0.0, 0.5, 0.5]
     names = ["pears", "plums", "limes", "figs"]
     batch, report = run_step(verl_config, manager, 2, rates, names, bank=bank)
@@ -190,9 +192,9 @@ def test_all_fail_prompts_are_seeded_and_the_bank_learns(verl_config, manager):
     # prompts whose rollouts all failed were seeded.
     assert seeded_uids and seeded_uids <= {uids[0], uids[1]}
     assert report.metrics["xrpo/bank_size"] > 1  # correct rollouts of this step joined the bank
-    assert any(
-        "limes" in e.question or "figs" in e.question or "pears" in e.question for e in bank_entries(bank)
-    )
+    assert any("figs" in e.question or "pears" in e.question for e in bank_entries(bank))
+    assert not any("limes" in e.question for e in bank_entries(bank))
+    assert report.metrics["xrpo/bank_refused_leaks"] >= 1  # limes succeeds at rate 0.5 over 4-16 rollouts
     tq.kv_clear(keys=keys, partition_id="train")
 
 
@@ -255,14 +257,14 @@ def test_every_prompt_failing_phase_one_is_seeded_at_the_default_ucb_weight(verl
     assert set(seeded) == set(uids[:3])  # each all-fail prompt, and only those
     # 3 prompts x 2 rollouts (the default) is above a quarter of the later phases' 6 x 3 = 18
     # rollouts, so the cap, int(4.5) = 4, applies: still at least one seeded rollout each.
-    assert report.metrics["xrpo/budget/seeding_share"] == 4
+    assert report.metrics["xrpo/budget/seeding_rollouts"] == 4
     assert report.metrics["xrpo/seeding/prompts_seeded"] == 3
     assert report.metrics["xrpo/seeding/seeded_rollouts"] == len(seeded) >= 4
     budget = report.metrics
     assert budget["xrpo/budget/rollouts_mixed"] + budget["xrpo/budget/rollouts_all_fail"] + budget[
         "xrpo/budget/rollouts_all_correct"
     ] == len(keys)
-    assert budget["xrpo/budget/useful_share"] == budget["xrpo/budget/rollouts_mixed"] / len(keys)
+    assert budget["xrpo/budget/mixed_group_rollout_share"] == budget["xrpo/budget/rollouts_mixed"] / len(keys)
     tq.kv_clear(keys=keys, partition_id="train")
 
 

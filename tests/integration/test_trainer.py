@@ -119,13 +119,13 @@ def test_advantage_step_uses_old_log_probs_and_reports(verl_config):
         torch.testing.assert_close(values, expected.advantages[row, : len(f["rm_scores"])])
     assert bool(expected.sharpened.any())  # the check above covered sharpened rows
     for name in (
-        "xrpo/useful_rollout_share",
+        "xrpo/nonzero_advantage_share",
         "xrpo/sharpening/share_sharpened",
         "xrpo/sharpening/mean_bonus",
         "timing_s/xrpo_advantage",
     ):
         assert name in metrics
-    assert 0 < metrics["xrpo/sharpening/share_sharpened"] <= metrics["xrpo/useful_rollout_share"] <= 1
+    assert 0 < metrics["xrpo/sharpening/share_sharpened"] <= metrics["xrpo/nonzero_advantage_share"] <= 1
     tq.kv_clear(keys=keys, partition_id="train")
 
 
@@ -150,7 +150,7 @@ def test_verls_padding_rows_are_neither_rollouts_nor_lost_in_the_dump(verl_confi
             [torch.nn.functional.pad(f["old_log_probs"], (0, 8 - len(f["rm_scores"]))) for f in fields]
         ),
     )
-    assert metrics["xrpo/useful_rollout_share"] == pytest.approx(
+    assert metrics["xrpo/nonzero_advantage_share"] == pytest.approx(
         float((real.advantages.sum(-1) != 0).float().mean())
     )
 

@@ -61,7 +61,7 @@ class ExemplarBank:
         self._entries: OrderedDict[str, Exemplar] = OrderedDict()  # least recent first
         self._blocked: set[str] = {normalize_question(q) for q in blocked_questions}
         self._indexed_keys: list[str] | None = None  # None: the index is stale
-        self.refused_leaks = 0
+        self.refused_leaks = 0  # online solutions of validation questions refused (a metric)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -132,15 +132,6 @@ class ExemplarBank:
                     break
             results.append(hits)
         return results
-
-    def stats(self) -> dict[str, int]:
-        curated = sum(e.source == "curated" for e in self._entries.values())
-        return {
-            "size": len(self),
-            "online": len(self) - curated,
-            "curated": curated,
-            "refused_leaks": self.refused_leaks,
-        }
 
     # ---- files ------------------------------------------------------------------------------
 

@@ -39,6 +39,11 @@ from verl_xrpo.integration.rollout import SubmissionNews
 
 logger = logging.getLogger(__name__)
 
+# The longest single wait for the workers' news, between checks of the phase's clock.
+NEWS_WAIT_SECONDS = 1.0
+# How often a phase that is still generating is logged.
+PROGRESS_LOG_SECONDS = 60.0
+
 
 def question_text(messages: Sequence[dict[str, Any]] | str) -> str:
     """The text a prompt asks: its last user message (or the string itself)."""
@@ -189,9 +194,6 @@ class PhasedRollout:
         max_prompt_tokens: int,
         submit: Callable[[TensorDict], Any],
         news: Callable[[float], SubmissionNews],
-        decode: Callable[[list[int]], str] | None = None,
-        wait_seconds: float = 1.0,
-        progress_seconds: float = 60.0,
         history: AgreementHistory | None = None,
     ):
         self.settings = settings
@@ -201,9 +203,6 @@ class PhasedRollout:
         self.max_prompt_tokens = max_prompt_tokens
         self.submit = submit
         self.news = news
-        self.decode = decode or (lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
-        self.wait_seconds = wait_seconds  # the longest wait for news, between the clock's checks
-        self.progress_seconds = progress_seconds
         self.history = history if settings.planning.skips_agreed else None
 
     def run(self, batch: TensorDict, step: int, rollouts_drawn: int = 0) -> StepReport:
@@ -266,10 +265,12 @@ class PhasedRollout:
             {
                 "xrpo/phases_run": float(phases_run),
                 "xrpo/zero_variance_share/before_planning": zero_variance_before,
-                "xrpo/budget/seeding_share": float(reserved.sum()),
+                "xrpo/budget/seeding_rollouts": float(reserved.sum()),
                 # What faults cost the step: its budget (GRPO's) less the rollouts that exist.
                 "xrpo/budget/rollouts_lost": float(self.planner.step_budget(len(records)) - generated),
                 "xrpo/bank_size": float(len(self.bank)) if self.bank is not None else 0.0,
+                # the leakage guard at work: solutions of validation questions kept out of the bank
+                "xrpo/bank_refused_leaks": float(self.bank.refused_leaks) if self.bank is not None else 0.0,
                 "xrpo/history/skipped_prompts": float(sum(r.skipped for r in records)),
                 "timing_s/xrpo_planning": timing["planning"],
                 "timing_s/xrpo_retrieval": timing["retrieval"],
@@ -454,13 +455,13 @@ class PhasedRollout:
                     self.settings.phase_timeout_seconds,
                     names,
                 )
-            if now - last_report >= self.progress_seconds:
+            if now - last_report >= PROGRESS_LOG_SECONDS:
                 logger.info(
                     "XRPO %s: %d prompts still generating after %.0f s", label, len(uids), now - start
                 )
                 last_report = now
             left = self.settings.phase_timeout_seconds - (now - start)
-            self._take_news(flight, self.news(max(min(self.wait_seconds, left), 0.0)))
+            self._take_news(flight, self.news(max(min(NEWS_WAIT_SECONDS, left), 0.0)))
         self._receive(records, flight, step)
         timing["generation"] += time.perf_counter() - start
 
@@ -499,7 +500,9 @@ class PhasedRollout:
                 record.seeded_sessions += 1
                 record.seeded_correct += int(traj.correct)
             if self.bank is not None and traj.correct:
-                self.bank.add(record.question, self.decode(traj.response_ids))
+                self.bank.add(
+                    record.question, self.tokenizer.decode(traj.response_ids, skip_special_tokens=True)
+                )
         for sub in flight.submissions.values():
             if sub.status is not None and not sub.resolved:
                 self._resolve(sub, flight)
@@ -551,8 +554,8 @@ def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
         "xrpo/budget/rollouts_mixed": float(sizes[mixed].sum()),
         "xrpo/budget/rollouts_all_fail": float(sizes[all_fail].sum()),
         "xrpo/budget/rollouts_all_correct": float(sizes[~mixed & ~all_fail].sum()),
-        # Rollouts in groups with reward variance: those carry a learning signal.
-        "xrpo/budget/useful_share": float(sizes[mixed].sum() / max(sizes.sum(), 1)),
+        # Rollouts in groups of mixed correctness (some right, some wrong): those carry a signal.
+        "xrpo/budget/mixed_group_rollout_share": float(sizes[mixed].sum() / max(sizes.sum(), 1)),
         "xrpo/seeding/prompts_seeded": float(sum(r.seeded_sessions > 0 for r in records)),
         "xrpo/seeding/seeded_rollouts": float(sum(r.seeded_sessions for r in records)),
         "xrpo/seeding/seeded_successes": float(sum(r.seeded_correct for r in records)),

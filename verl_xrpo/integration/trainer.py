@@ -324,7 +324,7 @@ def advantage_metrics(result: AdvantageResult, real: torch.Tensor | None = None)
     sharpened = result.sharpened[keep]
     bonus = result.bonus[keep]
     return {
-        "xrpo/useful_rollout_share": float((final != 0).float().mean()),
+        "xrpo/nonzero_advantage_share": float((final != 0).float().mean()),
         "xrpo/sharpening/share_sharpened": float(sharpened.float().mean()),
         "xrpo/sharpening/mean_bonus": float(bonus[sharpened].mean()) if bool(sharpened.any()) else 0.0,
     }

@@ -26,7 +26,6 @@ class Trajectory:
     key: str
     uid: str
     session_id: int
-    score: float
     correct: bool
     response_ids: list[int]
 
@@ -93,8 +92,8 @@ def trajectory_keys(uids: Iterable[str], partition_id: str = "train") -> dict[st
 def read_trajectories(
     keys: Sequence[str], success_key: str, success_threshold: float, partition_id: str = "train"
 ) -> list[Trajectory]:
-    """Scores and correctness of trajectories (correct: ``reward_extra_info[success_key]`` if present,
-    else score > success_threshold)."""
+    """Correctness and responses of trajectories (correct: ``reward_extra_info[success_key]`` if
+    present, else score > success_threshold)."""
     if not keys:
         return []
     data = tq.kv_batch_get(
@@ -112,5 +111,5 @@ def read_trajectories(
         flag = info.get(success_key)
         correct = bool(float(flag) > 0.5) if flag is not None else score > success_threshold
         uid, session_id, _ = split_key(key)
-        out.append(Trajectory(key, uid, session_id, score, correct, response[mask.bool()].tolist()))
+        out.append(Trajectory(key, uid, session_id, correct, response[mask.bool()].tolist()))
     return out
