@@ -268,17 +268,39 @@ class XRPOConfig:
         return dataclasses.asdict(self)
 
 
+def check_key(key: str) -> None:
+    """Raise ``XRPOConfigError`` naming the nearest setting if ``key`` (under algorithm.xrpo, e.g.
+    ``planning.n_base``) is not a setting or a group of them."""
+    section: type = XRPOConfig
+    prefix = ""
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        if part not in fields:
+            raise _unknown_key(part, fields, prefix)
+        nested = _NESTED.get(fields[part].type)
+        if nested is None:
+            if depth < len(parts) - 1:
+                raise XRPOConfigError(f"{CONFIG_ROOT}.{prefix}{part} is a setting, not a group of settings.")
+            return
+        section, prefix = nested, f"{prefix}{part}."
+
+
+def _unknown_key(key: Any, fields: Mapping[str, dataclasses.Field], prefix: str) -> XRPOConfigError:
+    close = difflib.get_close_matches(str(key), fields, n=1)
+    hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
+    return XRPOConfigError(
+        f"{CONFIG_ROOT}.{prefix}{key} is not an XRPO setting.{hint} "
+        f"Settings here: {', '.join(prefix + name for name in fields)}."
+    )
+
+
 def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" Did you mean '{prefix}{close[0]}'?" if close else ""
-            raise XRPOConfigError(
-                f"{CONFIG_ROOT}.{prefix}{key} is not an XRPO setting.{hint} "
-                f"Settings here: {', '.join(prefix + name for name in fields)}."
-            )
+            raise _unknown_key(key, fields, prefix)
         nested = _NESTED.get(fields[key].type) if isinstance(fields[key].type, str) else None
         if nested is not None:
             if value is not None and not isinstance(value, Mapping):

@@ -7,20 +7,28 @@ trainer config (``verl_xrpo/conf/xrpo/preflight.yaml``, through the search-path 
 not call it for ``--cfg`` or ``--help``, which print and start nothing.
 
 Checked: in CPU mode, the Python environment (``verl_xrpo.cpu.environment``); for an XRPO run,
-every setting (``verl_xrpo.integration.checks.check_run``, which XRPO's trainer runs again) and
-the XRPO state of the checkpoint it would resume (``verl_xrpo.integration.checkpoint``, which the
-trainer's resume reads the same way).
+every setting (``verl_xrpo.integration.checks.check_run``, which XRPO's trainer runs again), the
+training files' rows (``verl_xrpo.integration.data_checks``, which the trainer runs again on the
+dataset as verl loads it) and the XRPO state of the checkpoint it would resume
+(``verl_xrpo.integration.checkpoint``, which the trainer's resume reads the same way).
+
+Before any of that, Hydra itself refuses an override of a key its config does not declare, with
+advice to append it with ``+``. For a mistyped ``algorithm.xrpo.*`` key that advice is wrong, so
+XRPO's search-path plugin, which Hydra runs before it composes, checks those keys on the command
+line first (``refuse_mistyped_keys``) and names the nearest setting instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from verl_xrpo.config import XRPOConfigError
+from verl_xrpo.config import CONFIG_ROOT, XRPOConfigError, check_key
 
 EXIT_CODE = 2  # a usage error, as argparse's
 
@@ -35,6 +43,7 @@ def problems(config: DictConfig) -> list[str]:
     from verl_xrpo.cpu import environment, mode
     from verl_xrpo.integration.checkpoint import XRPOCheckpointError, check_resume
     from verl_xrpo.integration.checks import check_run, is_xrpo_run
+    from verl_xrpo.integration.data_checks import XRPODataError
 
     found = []
     if mode.is_active():
@@ -42,15 +51,69 @@ def problems(config: DictConfig) -> list[str]:
     if is_xrpo_run(config):
         try:
             check_run(config)
+            check_training_data(config)
             check_resume(config)
-        except (XRPOConfigError, XRPOCheckpointError) as error:
+        except (XRPOConfigError, XRPODataError, XRPOCheckpointError) as error:
             found.append(f"verl-xrpo: {error}")
     return found
 
 
+def check_training_data(config: DictConfig) -> int:
+    """The training files' rows, as the trainer checks verl's dataset; the prompt-length check needs the
+    model's tokenizer, and is left to the trainer where it cannot be loaded here."""
+    from verl_xrpo.integration.data_checks import check_training_files, length_check_applies
+
+    rollout_length = int(config.actor_rollout_ref.rollout.prompt_length)
+    tokenizer = None
+    if length_check_applies(config.data, rollout_length):
+        tokenizer = _local_tokenizer(
+            config.actor_rollout_ref.model.path, config.data.get("trust_remote_code")
+        )
+    rule_based = not config.reward.reward_model.enable
+    return check_training_files(config.data, tokenizer, rollout_length, rule_based_reward=rule_based)
+
+
+def _local_tokenizer(model_path: str, trust_remote_code: bool | None) -> Any:
+    """The model folder's tokenizer; None for a remote path, a multimodal model (its processor
+    measures prompts), or a folder it cannot be read from (verl then says why itself)."""
+    if not os.path.isdir(model_path) or os.path.isfile(os.path.join(model_path, "preprocessor_config.json")):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_path, trust_remote_code=bool(trust_remote_code))
+    except (OSError, ValueError):
+        return None
+
+
+def mistyped_keys(overrides: Sequence[str]) -> list[str]:
+    """One line per command-line override of an ``algorithm.xrpo`` key that is not a setting.
+
+    Only plain overrides (``key=value``): Hydra accepts ``+key`` and ``++key`` as they are, and the
+    settings check then names an unknown key the same way."""
+    found = []
+    prefix = CONFIG_ROOT + "."
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if sep and key.startswith(prefix):
+            try:
+                check_key(key[len(prefix) :])
+            except XRPOConfigError as error:
+                found.append(f"verl-xrpo: {error}")
+    return found
+
+
+def refuse_mistyped_keys(overrides: Sequence[str]) -> None:
+    """Print each mistyped ``algorithm.xrpo`` key and exit with code 2, before Hydra composes."""
+    _refuse(mistyped_keys(overrides))
+
+
 def refuse_broken_run(config: DictConfig) -> None:
     """Print the problems to stderr and exit with code 2; a user's mistake gets no traceback."""
-    found = problems(config)
+    _refuse(problems(config))
+
+
+def _refuse(found: list[str]) -> None:
     for problem in found:
         print(problem, file=sys.stderr)
     if found:

@@ -9,7 +9,13 @@ In CPU mode (``verl_xrpo.cpu.mode``) a third entry, ``xrpo/cpu_mode``, adds the 
 The copy is made from the installed verl at start-up, never shipped, so it follows verl exactly;
 every other key and group still comes from verl, also for a config given with ``--config-path``.
 Other estimators ignore the extra keys.
+
+Hydra runs this plugin before it composes, so it is also where a mistyped ``algorithm.xrpo.*`` key
+on the command line is caught (``verl_xrpo.preflight.refuse_mistyped_keys``): Hydra would refuse it
+with advice to append it with ``+``, which is wrong for a typo.
 """
+
+import sys
 
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
@@ -18,7 +24,9 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 class XRPOSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         from verl_xrpo.integration.hydra_config import register_resolvers, trainer_config_dir
+        from verl_xrpo.preflight import refuse_mistyped_keys
 
+        refuse_mistyped_keys(sys.argv[1:])
         register_resolvers()
         folder = trainer_config_dir()
         if folder is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import ray
 import transfer_queue as tq
@@ -62,3 +63,17 @@ def verl_config(cluster):
     with open_dict(config):
         config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = None
     return config
+
+
+def training_row(content: str | None = "What is 3 + 3?", truth: str | None = "6") -> dict:
+    """A row of verl's RL data layout; ``None`` content is an empty conversation."""
+    prompt = [] if content is None else [{"role": "user", "content": content}]
+    return {"prompt": prompt, "data_source": "toy", "reward_model": {"style": "rule", "ground_truth": truth}}
+
+
+@pytest.fixture(scope="session")
+def training_file(tmp_path_factory) -> Path:
+    """A sound training file: the driver's preflight reads data.train_files."""
+    path = tmp_path_factory.mktemp("data") / "train.parquet"
+    pd.DataFrame([training_row(), training_row("What is 4 + 4?", "8")]).to_parquet(path)
+    return path

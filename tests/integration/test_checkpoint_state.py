@@ -151,27 +151,29 @@ def test_a_save_cut_between_the_bank_and_the_state_is_refused_not_mixed(saved, m
         read_state(saved, 3)
 
 
-def compose_resume(checkpoints: Path, *overrides: str):
+def compose_resume(checkpoints: Path, training_file: Path, *overrides: str):
     with initialize_config_module(config_module="verl.trainer.config", version_base=None):
         return compose(
             config_name="ppo_trainer",
             overrides=[
                 "algorithm.adv_estimator=xrpo",
                 "actor_rollout_ref.rollout.n=8",
+                f"data.train_files={training_file}",
                 f"trainer.default_local_dir={checkpoints}",
                 *overrides,
             ],
         )
 
 
-def test_the_preflight_reads_the_checkpoint_verl_will_resume(saved):
+def test_the_preflight_reads_the_checkpoint_verl_will_resume(saved, training_file):
     checkpoints = saved.parent.parent
     (checkpoints / "latest_checkpointed_iteration.txt").write_text("3")
-    assert preflight.problems(compose_resume(checkpoints)) == []
+    assert preflight.problems(compose_resume(checkpoints, training_file)) == []
     (saved / STATE_FILE).write_text("{")
-    [problem] = preflight.problems(compose_resume(checkpoints))
+    [problem] = preflight.problems(compose_resume(checkpoints, training_file))
     assert problem.startswith(f"verl-xrpo: XRPO cannot resume: {saved / STATE_FILE} is damaged")
-    assert preflight.problems(compose_resume(checkpoints, "trainer.resume_mode=disable")) == []
+    disabled = compose_resume(checkpoints, training_file, "trainer.resume_mode=disable")
+    assert preflight.problems(disabled) == []
     (checkpoints / "latest_checkpointed_iteration.txt").write_text("")  # cut short while verl wrote it
-    [problem] = preflight.problems(compose_resume(checkpoints))
+    [problem] = preflight.problems(compose_resume(checkpoints, training_file))
     assert "latest_checkpointed_iteration.txt does not hold a step number" in problem

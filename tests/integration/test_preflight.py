@@ -11,12 +11,22 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
+from tests.integration.conftest import training_row
 from verl_xrpo import preflight
 
-XRPO = ["algorithm.adv_estimator=xrpo", "actor_rollout_ref.rollout.n=8"]
+
+@pytest.fixture(scope="module")
+def xrpo(training_file):
+    """An XRPO run's overrides, with a sound training file (the preflight reads it)."""
+    return [
+        "algorithm.adv_estimator=xrpo",
+        "actor_rollout_ref.rollout.n=8",
+        f"data.train_files={training_file}",
+    ]
 
 
 def compose_verl(overrides: list[str], return_hydra_config: bool = False):
@@ -26,8 +36,8 @@ def compose_verl(overrides: list[str], return_hydra_config: bool = False):
         )
 
 
-def test_a_sound_xrpo_run_and_other_estimators_pass():
-    assert preflight.problems(compose_verl(XRPO)) == []
+def test_a_sound_xrpo_run_and_other_estimators_pass(xrpo):
+    assert preflight.problems(compose_verl(xrpo)) == []
     # other estimators ignore algorithm.xrpo, so its values are not theirs to refuse
     grpo = ["algorithm.adv_estimator=grpo", "algorithm.xrpo.planning.n_base=1", "trainer.use_v1=false"]
     assert preflight.problems(compose_verl(grpo)) == []
@@ -70,21 +80,21 @@ def test_a_sound_xrpo_run_and_other_estimators_pass():
         ),
     ],
 )
-def test_each_mistake_is_one_line_naming_key_value_and_fix(overrides, line):
-    [problem] = preflight.problems(compose_verl([*XRPO, *overrides]))
+def test_each_mistake_is_one_line_naming_key_value_and_fix(xrpo, overrides, line):
+    [problem] = preflight.problems(compose_verl([*xrpo, *overrides]))
     assert problem.startswith("verl-xrpo: " + line)
     assert "\n" not in problem
 
 
-def test_a_bad_row_of_the_curated_file_is_named_before_ray_starts(tmp_path):
+def test_a_bad_row_of_the_curated_file_is_named_before_ray_starts(xrpo, tmp_path):
     path = tmp_path / "curated.jsonl"
     path.write_text('{"question": "What is 2 + 2?", "solution": "4"}\n{"question": "What is 3 + 3?"}\n')
-    [problem] = preflight.problems(compose_verl([*XRPO, f"algorithm.xrpo.seeding.preload_path={path}"]))
+    [problem] = preflight.problems(compose_verl([*xrpo, f"algorithm.xrpo.seeding.preload_path={path}"]))
     assert f"{path}: row 2 (counting from 1) has solution=" in problem
 
 
-def test_hydra_runs_the_preflight_for_verls_trainer_config():
-    callbacks = compose_verl(XRPO, return_hydra_config=True).hydra.callbacks
+def test_hydra_runs_the_preflight_for_verls_trainer_config(xrpo):
+    callbacks = compose_verl(xrpo, return_hydra_config=True).hydra.callbacks
     assert callbacks.verl_xrpo_preflight._target_ == "verl_xrpo.preflight.Preflight"
 
 
@@ -93,12 +103,23 @@ def test_hydra_runs_the_preflight_for_verls_trainer_config():
     [
         ("algorithm.xrpo.planning.n_base=1", "verl-xrpo: algorithm.xrpo.planning.n_base=1 is too small"),
         ("trainer.use_v1=false", "verl-xrpo: trainer.use_v1=False runs verl's legacy trainer"),
+        # Hydra would refuse the typo first, advising to append the key with "+"
+        (
+            "algorithm.xrpo.planning.n_bas=4",
+            "verl-xrpo: algorithm.xrpo.planning.n_bas is not an XRPO setting. "
+            "Did you mean 'planning.n_base'?",
+        ),
+        ("BAD_DATA", "verl-xrpo: row 2 of "),
     ],
 )
-def test_main_ppo_stops_within_seconds_before_ray_starts(override, line):
+def test_main_ppo_stops_within_seconds_before_ray_starts(xrpo, tmp_path, override, line):
+    if override == "BAD_DATA":  # a training row without a ground truth, found in the driver
+        path = tmp_path / "train.parquet"
+        pd.DataFrame([training_row(), training_row(truth=None)]).to_parquet(path)
+        override = f"data.train_files={path}"
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "verl.trainer.main_ppo", *XRPO, override],
+        [sys.executable, "-m", "verl.trainer.main_ppo", *xrpo, override],
         capture_output=True,
         text=True,
         timeout=300,
@@ -107,7 +128,47 @@ def test_main_ppo_stops_within_seconds_before_ray_starts(override, line):
     assert done.returncode == preflight.EXIT_CODE, done.stderr[-3000:]
     ours = [text for text in done.stderr.splitlines() if text.startswith("verl-xrpo")]
     assert len(ours) == 1 and ours[0].startswith(line)
+    assert done.stderr.splitlines()[-1] == ours[0]  # the last line a user sees
+    assert "+algorithm" not in done.stderr  # not Hydra's advice to append the key
     assert "Traceback" not in done.stderr and "ray init kwargs" not in done.stdout
     # Ray never started (above); the bound only catches a hang. Most of the time is importing torch
     # and verl: about 10 s here, against 66 s before the checks reached the TaskRunner.
     assert elapsed < 120
+
+
+@pytest.mark.parametrize(
+    ("rows", "line"),
+    [
+        (
+            [training_row(), training_row(truth=None)],
+            "row 2 of {path} ('What is 3 + 3?') has no reward_model.ground_truth",
+        ),
+        ([training_row(), training_row(content=" ")], "row 2 of {path} has an empty prompt"),
+    ],
+)
+def test_a_bad_training_row_is_named_by_file_and_row_before_ray_starts(xrpo, tmp_path, rows, line):
+    path = tmp_path / "train.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    # one path, as a string: verl takes that as well as a list
+    [problem] = preflight.problems(compose_verl([*xrpo, f"data.train_files={path}"]))
+    assert problem.startswith("verl-xrpo: " + line.format(path=path))
+
+
+def test_a_missing_training_file_is_named(xrpo, tmp_path):
+    missing = tmp_path / "nope.parquet"
+    [problem] = preflight.problems(compose_verl([*xrpo, f"data.train_files=[{missing}]"]))
+    assert (
+        problem
+        == f"verl-xrpo: data.train_files: {missing} is not a file; name a .parquet, .json or .jsonl file."
+    )
+
+
+def test_a_mistyped_xrpo_key_names_the_nearest_setting():
+    [line] = preflight.mistyped_keys(
+        ["trainer.x=1", "algorithm.xrpo.seeding.bank_sise=9", "+algorithm.xrpo.y=1"]
+    )
+    assert line.startswith("verl-xrpo: algorithm.xrpo.seeding.bank_sise is not an XRPO setting. ")
+    assert "Did you mean 'seeding.bank_size'?" in line
+    assert preflight.mistyped_keys(["algorithm.xrpo.planning.n_base=3", "algorithm.xrpo.planning=null"]) == []
+    [line] = preflight.mistyped_keys(["algorithm.xrpo.success_key.x=1"])
+    assert line == "verl-xrpo: algorithm.xrpo.success_key is a setting, not a group of settings."

@@ -8,14 +8,10 @@ from hydra import compose, initialize_config_module
 from omegaconf import open_dict
 from verl.trainer.ppo.utils import create_rl_dataset
 
+from tests.integration.conftest import training_row as row
 from verl_xrpo.integration.data_checks import XRPODataError, check_training_rows
 
 LONG_QUESTION = "What is " + " + ".join(str(i) for i in range(40)) + "?"
-
-
-def row(content: str | None = "What is 3 + 3?", truth: str | None = "6") -> dict:
-    prompt = [] if content is None else [{"role": "user", "content": content}]
-    return {"prompt": prompt, "data_source": "toy", "reward_model": {"style": "rule", "ground_truth": truth}}
 
 
 def data_config(**changes):
