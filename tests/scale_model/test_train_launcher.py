@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from recipe.xrpo.scale_model import train as train_module
 from recipe.xrpo.scale_model.train import (
     CONFIG_DIR,
+    CONFIG_ERROR,
     CONFIG_NAME,
     RunPaths,
     ScaleModelRun,
     cpu_model,
+    main,
+    own_error,
     parse_args,
     read_metrics,
     step_line,
     summarize,
+    train,
     xrpo_notices,
 )
 
@@ -120,3 +127,66 @@ def test_validation_before_training_is_not_counted_as_a_step(tmp_path):
     summary = summarize(records, ScaleModelRun(RunPaths(tmp_path), steps=1), wall_seconds=9.0, exit_code=0)
     assert (summary.first_step, summary.steps_done, summary.step_seconds) == (1, 1, [2.5])
     assert summary.lines()[0].startswith("xrpo: steps 1-1 of 1")
+
+
+def bad_training_file(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.parquet"
+    rows = [{"prompt": [{"role": "user", "content": "Add 1 + 2."}], "reward_model": {"ground_truth": None}}]
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("override", "last_line"),
+    [
+        (
+            "algorithm.xrpo.planning.n_bas=4",
+            "verl-xrpo: algorithm.xrpo.planning.n_bas is not an XRPO setting. "
+            "Did you mean 'planning.n_base'?",
+        ),
+        ("algorithm.xrpo.planning.n_base=1", "verl-xrpo: algorithm.xrpo.planning.n_base=1 is too small"),
+        ("BAD_DATA", "verl-xrpo: row 1 of {bad} ('Add 1 + 2.') has no reward_model.ground_truth"),
+    ],
+)
+def test_a_config_mistake_stops_the_main_job_before_the_warm_start(tmp_path, capsys, override, last_line):
+    bad = bad_training_file(tmp_path)
+    override = override.replace("BAD_DATA", f"data.train_files={bad}")
+    code = main(["--run-dir", str(tmp_path / "run"), "--steps", "1", "--", override])
+    assert code == CONFIG_ERROR
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(last_line.format(bad=bad))
+    assert not (tmp_path / "run" / "model").exists()  # no warm start was built for a run that cannot start
+
+
+def test_a_failed_run_prints_its_own_error_last_and_keeps_the_good_summary(tmp_path, monkeypatch, capsys):
+    """verl stands in as a child that logs a line, then XRPO's error inside a Ray traceback, and fails."""
+    paths = RunPaths(tmp_path)
+    paths.summary.write_text('{"good": true}')
+    paths.log.write_text("(TaskRunnerV1 pid=1) a line of an earlier run\n")
+    script = (
+        "import sys; print('(TaskRunnerV1 pid=9) starting'); "
+        "print('ray.exceptions.RayTaskError(XRPODataError): ...'); "
+        "print('verl_xrpo.integration.data_checks.XRPODataError: row 3 of /d/t.parquet has no prompt'); "
+        "print('(raylet) a warning after it'); sys.exit(1)"
+    )
+    monkeypatch.setattr(train_module, "verl_command", lambda run, extra: [sys.executable, "-c", script])
+    lines: list[str] = []
+    summary = train(ScaleModelRun(paths, steps=1), [], echo=lines.append)
+    assert summary.exit_code == 1
+    assert summary.error == "verl-xrpo: row 3 of /d/t.parquet has no prompt"
+    assert not any("earlier run" in line for line in lines)  # only this run's part of the log
+    assert paths.summary.read_text() == '{"good": true}'
+    assert json.loads(paths.failed_summary.read_text())["exit_code"] == 1
+
+
+def test_own_errors_are_found_among_the_log_lines():
+    lines = [
+        "verl-xrpo: algorithm.xrpo.planning.n_base=1 is too small.",
+        "XRPO cannot resume: /c/global_step_8/xrpo/state.json is damaged (bad json); start over",
+        "INFO unrelated",
+    ]
+    assert own_error(lines) == lines[1]
+    assert own_error(lines[:1]) == lines[0]
+    assert own_error(["verl_xrpo.config.XRPOConfigError: algorithm.xrpo.x is not an XRPO setting."]) == (
+        "verl-xrpo: algorithm.xrpo.x is not an XRPO setting."
+    )
+    assert own_error(["Traceback (most recent call last):", "ValueError: no"]) is None

@@ -10,6 +10,10 @@ step from verl's metrics (``<run>/metrics.jsonl``) and a summary at the end (als
 ``<run>/summary.json``); both cover the steps of this invocation. Running it again with more
 ``--steps`` resumes from the last checkpoint, exemplar bank included; ``--fresh`` starts over.
 Anything after ``--`` is passed to verl as Hydra overrides, and wins over the defaults here.
+
+The config is checked, as ``main_ppo``'s preflight checks it, before the warm start is built, so a
+mistake costs seconds. A run that fails prints its own error last and leaves the summary of the
+last good run as it was (its own goes to ``<run>/summary.failed.json``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_m
 ESTIMATORS = ("xrpo", "grpo")
 REWARD_FILE = Path(__file__).with_name("reward.py")
 LOG_TAIL_LINES = 40
+CONFIG_ERROR = 2  # the exit code of main_ppo's preflight, as argparse's for a usage error
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,10 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def failed_summary(self) -> Path:
+        return self.root / "summary.failed.json"
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
@@ -121,25 +130,53 @@ class ScaleModelRun:
         ]
 
 
+def prepare_data(run: ScaleModelRun) -> str | None:
+    """Write the task's data if missing (seconds); returns what was made, for the progress display."""
+    if run.paths.train_data.is_file() and run.paths.val_data.is_file():
+        return None
+    tasks.write_parquet(
+        tasks.generate_rows(run.task, "train", run.train_size, seed=run.seed), run.paths.train_data
+    )
+    tasks.write_parquet(tasks.generate_rows(run.task, "val", run.val_size, seed=run.seed), run.paths.val_data)
+    return f"{run.task} data ({run.train_size} train, {run.val_size} validation prompts)"
+
+
+def prepare_model(run: ScaleModelRun) -> str | None:
+    """Warm-start the model if missing (a minute or more); returns what was made."""
+    if run.model_dir is not None or (run.paths.model / REPORT_FILE).is_file():
+        return None
+    settings = replace(PRESETS[run.warm_start], seed=run.seed, task=run.task)
+    report = build_warm_model_dir(run.paths.model, settings)
+    return (
+        f"warm-started model ({report.seconds:.0f} s, greedy accuracy {report.heldout_accuracy['all']:.0%})"
+    )
+
+
 def prepare(run: ScaleModelRun) -> list[str]:
-    """Make what is missing of model and data; returns what was made, for the progress display."""
-    made = []
-    if run.model_dir is None and not (run.paths.model / REPORT_FILE).is_file():
-        settings = replace(PRESETS[run.warm_start], seed=run.seed, task=run.task)
-        report = build_warm_model_dir(run.paths.model, settings)
-        made.append(
-            f"warm-started model ({report.seconds:.0f} s, "
-            f"greedy accuracy {report.heldout_accuracy['all']:.0%})"
-        )
-    if not (run.paths.train_data.is_file() and run.paths.val_data.is_file()):
-        tasks.write_parquet(
-            tasks.generate_rows(run.task, "train", run.train_size, seed=run.seed), run.paths.train_data
-        )
-        tasks.write_parquet(
-            tasks.generate_rows(run.task, "val", run.val_size, seed=run.seed), run.paths.val_data
-        )
-        made.append(f"{run.task} data ({run.train_size} train, {run.val_size} validation prompts)")
-    return made
+    """Data, then model: what was made of them, for the progress display."""
+    return [made for made in (prepare_data(run), prepare_model(run)) if made]
+
+
+def config_problems(run: ScaleModelRun, extra: Sequence[str]) -> list[str]:
+    """What ``main_ppo``'s preflight would refuse, found in this process: one line each.
+
+    Checked before the warm start exists, so the prompt-length check, which needs the model's
+    tokenizer, is left to ``main_ppo`` (``verl_xrpo.preflight``)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    from verl_xrpo import preflight
+
+    mistyped = preflight.mistyped_keys(extra)
+    if mistyped:
+        return mistyped
+    overrides = [o for o in run.overrides() if not o.startswith("--")]  # the config is chosen here
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            config = compose(config_name=CONFIG_NAME, overrides=[*overrides, *extra])
+    except HydraException as error:
+        return [f"verl config: {' '.join(str(error).split())}"]
+    return preflight.problems(config)
 
 
 # ---- reading verl's metrics ---------------------------------------------------------------------
@@ -204,6 +241,7 @@ class Summary:
     exit_code: int = 0
     # Step times compare only between runs on one kind of machine (these differ up to 3-4x).
     machine: str = ""
+    error: str = ""  # a failed run's own one-line error, when XRPO's checks gave one
 
     def lines(self) -> list[str]:
         ran = f"steps {self.first_step}-{self.steps_done}" if self.first_step else "no step"
@@ -305,6 +343,7 @@ def train(run: ScaleModelRun, extra: Sequence[str], echo=print) -> Summary:
     started = time.monotonic()
     echo(f"starting verl (log: {paths.log}) ...")
     with paths.log.open("a") as log:
+        run_start = paths.log.stat().st_size if paths.log.exists() else 0
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
         log.flush()
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=paths.root)
@@ -322,17 +361,41 @@ def train(run: ScaleModelRun, extra: Sequence[str], echo=print) -> Summary:
                 break
             time.sleep(1.0)
     summary = summarize(records, run, time.monotonic() - started, child.returncode)
-    paths.summary.write_text(json.dumps(asdict(summary), indent=2))
     if child.returncode != 0:
-        echo(f"verl exited with code {child.returncode}; the end of {paths.log}:")
-        for line in _tail(paths.log, LOG_TAIL_LINES):
+        lines = run_log_lines(paths.log, run_start)
+        echo(f"verl exited with code {child.returncode}; the end of this run's log ({paths.log}):")
+        for line in lines[-LOG_TAIL_LINES:]:
             echo("  | " + line)
+        summary.error = own_error(lines) or ""
+    # a failed run keeps the last good run's summary
+    written = paths.summary if child.returncode == 0 else paths.failed_summary
+    written.write_text(json.dumps(asdict(summary), indent=2))
     return summary
 
 
-def _tail(path: Path, count: int) -> list[str]:
-    lines = path.read_text(errors="replace").splitlines()
-    return [_RAY_PREFIX.sub("", line) for line in lines if line.strip()][-count:]
+# XRPO's own one-line errors: the driver's preflight, a resume it refuses, one raised inside Ray
+# (the exception line of Ray's traceback, which names only the exception class before it)
+_OWN_ERRORS = (
+    re.compile(r"verl-xrpo[^:]*: .*"),
+    re.compile(r"XRPO cannot resume: .*"),
+    re.compile(r"XRPO\w*Error: (.*)"),
+)
+
+
+def run_log_lines(path: Path, start: int) -> list[str]:
+    """The log's non-empty lines from byte ``start`` (this run's), without Ray's prefixes."""
+    lines, _ = read_new_lines(path, start)
+    return [_RAY_PREFIX.sub("", line) for line in lines if line.strip()]
+
+
+def own_error(lines: Sequence[str]) -> str | None:
+    """The last of XRPO's one-line errors among a run's log lines, if any."""
+    for line in reversed(lines):
+        for pattern in _OWN_ERRORS:
+            match = pattern.search(line)
+            if match:
+                return f"verl-xrpo: {match.group(1)}" if match.groups() else match.group(0)
+    return None
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -413,11 +476,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_freq=args.save_freq,
         model_dir=args.model.resolve() if args.model else None,
     )
-    for made in prepare(run):
+    made = prepare_data(run)
+    if made:
+        print(f"prepared {made}")
+    problems = config_problems(run, extra)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return CONFIG_ERROR
+    made = prepare_model(run)
+    if made:
         print(f"prepared {made}")
     summary = train(run, extra)
     print("\n".join(summary.lines()))
-    print(f"summary: {paths.summary}")
+    if summary.exit_code == 0:
+        print(f"summary: {paths.summary}")
+        return 0
+    print(f"summary of the failed run: {paths.failed_summary}")
+    if summary.error:
+        print(summary.error, file=sys.stderr)  # last, where a reader looks first
     return summary.exit_code
 
 
