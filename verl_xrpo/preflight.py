@@ -16,10 +16,15 @@ Before any of that, Hydra itself refuses an override of a key its config does no
 advice to append it with ``+``. For a mistyped ``algorithm.xrpo.*`` key that advice is wrong, so
 XRPO's search-path plugin, which Hydra runs before it composes, checks those keys on the command
 line first (``refuse_mistyped_keys``) and names the nearest setting instead.
+
+The same checks run without starting anything, one line per problem and exit code 2:
+
+    python -m verl_xrpo.preflight [--config-path DIR --config-name NAME] OVERRIDE ...
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -118,3 +123,45 @@ def _refuse(found: list[str]) -> None:
         print(problem, file=sys.stderr)
     if found:
         raise SystemExit(EXIT_CODE)
+
+
+def config_problems(
+    overrides: Sequence[str], config_dir: str | None = None, config_name: str = "ppo_trainer"
+) -> list[str]:
+    """What ``main_ppo`` would refuse for these overrides, found without starting it: one line each.
+    ``config_dir`` None composes verl's own trainer config, as ``main_ppo`` does by default."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
+    from hydra.errors import HydraException
+
+    found = mistyped_keys(overrides)
+    if found:
+        return found
+    if config_dir is None:
+        context = initialize_config_module(config_module="verl.trainer.config", version_base=None)
+    else:
+        context = initialize_config_dir(config_dir=os.path.abspath(config_dir), version_base=None)
+    try:
+        with context:
+            config = compose(config_name=config_name, overrides=list(overrides))
+    except HydraException as error:
+        return [f"verl config: {' '.join(str(error).split())}"]
+    return problems(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_xrpo.preflight",
+        description="Check a main_ppo command's config as its preflight would, without starting it.",
+    )
+    parser.add_argument("--config-path", default=None, help="a config folder (default: verl's own)")
+    parser.add_argument("--config-name", default="ppo_trainer", help="default: %(default)s")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as given to main_ppo")
+    args = parser.parse_args(argv)
+    found = config_problems(args.overrides, args.config_path, args.config_name)
+    for problem in found:
+        print(problem)
+    return EXIT_CODE if found else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -172,3 +172,12 @@ def test_a_mistyped_xrpo_key_names_the_nearest_setting():
     assert preflight.mistyped_keys(["algorithm.xrpo.planning.n_base=3", "algorithm.xrpo.planning=null"]) == []
     [line] = preflight.mistyped_keys(["algorithm.xrpo.success_key.x=1"])
     assert line == "verl-xrpo: algorithm.xrpo.success_key is a setting, not a group of settings."
+
+
+def test_the_check_runs_on_its_own_without_starting_anything(xrpo, capsys):
+    assert preflight.main(xrpo) == 0
+    assert preflight.main([*xrpo, "algorithm.xrpo.planning.n_base=1"]) == preflight.EXIT_CODE
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("verl-xrpo: algorithm.xrpo.planning.n_base=1 is too small")
+    assert preflight.main([*xrpo, "trainer.nope=1"]) == preflight.EXIT_CODE
+    assert capsys.readouterr().out.startswith("verl config: Could not override 'trainer.nope'.")

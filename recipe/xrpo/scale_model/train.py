@@ -158,25 +158,21 @@ def prepare(run: ScaleModelRun) -> list[str]:
 
 
 def config_problems(run: ScaleModelRun, extra: Sequence[str]) -> list[str]:
-    """What ``main_ppo``'s preflight would refuse, found in this process: one line each.
+    """What ``main_ppo``'s preflight would refuse, found by ``python -m verl_xrpo.preflight`` in a
+    child process (verl's import warnings stay out of the progress display): one line each.
 
     Checked before the warm start exists, so the prompt-length check, which needs the model's
-    tokenizer, is left to ``main_ppo`` (``verl_xrpo.preflight``)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
+    tokenizer, is left to ``main_ppo``'s own preflight."""
+    from verl_xrpo.preflight import EXIT_CODE
 
-    from verl_xrpo import preflight
-
-    mistyped = preflight.mistyped_keys(extra)
-    if mistyped:
-        return mistyped
-    overrides = [o for o in run.overrides() if not o.startswith("--")]  # the config is chosen here
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            config = compose(config_name=CONFIG_NAME, overrides=[*overrides, *extra])
-    except HydraException as error:
-        return [f"verl config: {' '.join(str(error).split())}"]
-    return preflight.problems(config)
+    command = [sys.executable, "-m", "verl_xrpo.preflight", *run.overrides(), *extra]
+    done = subprocess.run(command, capture_output=True, text=True, env=verl_environment(run.paths))
+    if done.returncode == 0:
+        return []
+    if done.returncode == EXIT_CODE:
+        return done.stdout.strip().splitlines()
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return [f"verl-xrpo: the config check failed (exit code {done.returncode}): {last}"]
 
 
 # ---- reading verl's metrics ---------------------------------------------------------------------
@@ -324,6 +320,15 @@ def xrpo_notices(lines: Iterable[str]) -> list[str]:
     return notices
 
 
+def verl_environment(paths: RunPaths) -> dict[str, str]:
+    """verl's environment: this run's metrics file, and no hub, wandb or Ray token."""
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(paths.metrics)}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("WANDB_MODE", "disabled")
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    return env
+
+
 def verl_command(run: ScaleModelRun, extra: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "verl.trainer.main_ppo", *run.overrides(), *extra]
 
@@ -331,10 +336,7 @@ def verl_command(run: ScaleModelRun, extra: Sequence[str]) -> list[str]:
 def train(run: ScaleModelRun, extra: Sequence[str], echo=print) -> Summary:
     """Run verl as a child process, echoing progress; returns the summary (also written to disk)."""
     paths = run.paths
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(paths.metrics)}
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("WANDB_MODE", "disabled")
-    env.setdefault("RAY_AUTH_MODE", "disabled")
+    env = verl_environment(paths)
     # verl's file logger starts the file anew; a stale one must not be read as this run's steps
     paths.metrics.unlink(missing_ok=True)
     command = verl_command(run, extra)
