@@ -18,9 +18,9 @@ from recipe.xrpo.scale_model.train import (
     ScaleModelRun,
     cpu_model,
     main,
-    own_error,
     parse_args,
     read_metrics,
+    run_error,
     step_line,
     summarize,
     train,
@@ -178,15 +178,23 @@ def test_a_failed_run_prints_its_own_error_last_and_keeps_the_good_summary(tmp_p
     assert json.loads(paths.failed_summary.read_text())["exit_code"] == 1
 
 
-def test_own_errors_are_found_among_the_log_lines():
+def test_the_runs_own_error_is_found_among_the_log_lines():
     lines = [
         "verl-xrpo: algorithm.xrpo.planning.n_base=1 is too small.",
         "XRPO cannot resume: /c/global_step_8/xrpo/state.json is damaged (bad json); start over",
         "INFO unrelated",
     ]
-    assert own_error(lines) == lines[1]
-    assert own_error(lines[:1]) == lines[0]
-    assert own_error(["verl_xrpo.config.XRPOConfigError: algorithm.xrpo.x is not an XRPO setting."]) == (
+    assert run_error(lines) == lines[1]
+    assert run_error(lines[:1]) == lines[0]
+    assert run_error(["verl_xrpo.config.XRPOConfigError: algorithm.xrpo.x is not an XRPO setting."]) == (
         "verl-xrpo: algorithm.xrpo.x is not an XRPO setting."
     )
-    assert own_error(["Traceback (most recent call last):", "ValueError: no"]) is None
+    # without an XRPO error: the last exception line, verl's or Ray's
+    verl = [
+        "ValueError: Couldn't instantiate the backend tokenizer from one of:",
+        "  File ..., line 138, in _call_target",
+        "hydra.errors.InstantiationException: Error in call to target 'verl.workers.config.HFModelConfig':",
+        "full_key: actor_rollout_ref.model",
+    ]
+    assert run_error(verl) == verl[2]
+    assert run_error(["Traceback (most recent call last):", "nothing else"]) is None

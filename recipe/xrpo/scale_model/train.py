@@ -237,7 +237,7 @@ class Summary:
     exit_code: int = 0
     # Step times compare only between runs on one kind of machine (these differ up to 3-4x).
     machine: str = ""
-    error: str = ""  # a failed run's own one-line error, when XRPO's checks gave one
+    error: str = ""  # a failed run's own error line (XRPO's if it has one)
 
     def lines(self) -> list[str]:
         ran = f"steps {self.first_step}-{self.steps_done}" if self.first_step else "no step"
@@ -368,7 +368,7 @@ def train(run: ScaleModelRun, extra: Sequence[str], echo=print) -> Summary:
         echo(f"verl exited with code {child.returncode}; the end of this run's log ({paths.log}):")
         for line in lines[-LOG_TAIL_LINES:]:
             echo("  | " + line)
-        summary.error = own_error(lines) or ""
+        summary.error = run_error(lines) or ""
     # a failed run keeps the last good run's summary
     written = paths.summary if child.returncode == 0 else paths.failed_summary
     written.write_text(json.dumps(asdict(summary), indent=2))
@@ -382,6 +382,8 @@ _OWN_ERRORS = (
     re.compile(r"XRPO cannot resume: .*"),
     re.compile(r"XRPO\w*Error: (.*)"),
 )
+# any other exception's line, e.g. "hydra.errors.InstantiationException: Error in call to ..."
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception): .+")
 
 
 def run_log_lines(path: Path, start: int) -> list[str]:
@@ -390,14 +392,15 @@ def run_log_lines(path: Path, start: int) -> list[str]:
     return [_RAY_PREFIX.sub("", line) for line in lines if line.strip()]
 
 
-def own_error(lines: Sequence[str]) -> str | None:
-    """The last of XRPO's one-line errors among a run's log lines, if any."""
+def run_error(lines: Sequence[str]) -> str | None:
+    """A failed run's own error among its log lines: XRPO's one-line error if there is one, else
+    the last exception line (verl's, or Ray's); None if neither."""
     for line in reversed(lines):
         for pattern in _OWN_ERRORS:
             match = pattern.search(line)
             if match:
                 return f"verl-xrpo: {match.group(1)}" if match.groups() else match.group(0)
-    return None
+    return next((line.strip() for line in reversed(lines) if _EXCEPTION_LINE.match(line.strip())), None)
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
