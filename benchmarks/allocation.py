@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from verl_xrpo.config import PlanningConfig, SeedingConfig, XRPOConfigError
-from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin
+from verl_xrpo.core.allocation import PromptCounts, later_phase_grants
+from verl_xrpo.core.planner import RolloutPlanner
 
 
 @dataclass(frozen=True)
@@ -126,22 +127,14 @@ def xrpo(
     base = planner.base_counts(len(rates), skipped)
     rewards = sample(rates, base, rng)
     budgets = planner.phase_budgets(len(rates), int(base.sum()))
-    live = np.flatnonzero(~skipped)
-    failing = [q for q in live if not rewards[q].any()]
+    failing = [q for q in np.flatnonzero(~skipped) if not rewards[q].any()]
     reserved = np.zeros(len(rates), dtype=np.int64)
     if seeding is not None and budgets:
         reserved[failing] = planner.seeding_share(len(failing), len(rates), seeding)
     seeded_rates = np.maximum(rates, seeded_success)
     for phase, budget in enumerate(budgets):
-        held = reserved[live] if phase == 0 else np.zeros(len(live), dtype=np.int64)
-        planned = [rewards[q] for q in live]
-        room = int(np.maximum(planner.n_max - np.array([len(r) for r in planned]) - held, 0).sum())
-        extra = np.zeros(len(rates), dtype=np.int64)
-        to_plan = min(budget - int(held.sum()), room)
-        extra[live] = planner.plan_phase(planned, to_plan, step=step, reserved=held).extra + held
-        # what the planned prompts cannot hold goes round the skipped ones
-        room = np.where(skipped, planner.n_max - np.array([len(r) for r in rewards]), 0)
-        extra += deal_round_robin(room, budget - int(extra.sum()))
+        held = reserved if phase == 0 else None
+        extra = later_phase_grants(planner, PromptCounts(rewards, skipped=skipped), budget, held, step=step)
         # rollouts of prompts that have failed every rollout so far are drawn seeded
         unsolved = np.array([not r.any() for r in rewards]) & (seeding is not None) & ~skipped
         phase_rates = np.where(unsolved, seeded_rates, rates)

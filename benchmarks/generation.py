@@ -45,6 +45,7 @@ from benchmarks.allocation import (
     sources_from_arguments,
 )
 from verl_xrpo.config import PlanningConfig, SeedingConfig
+from verl_xrpo.core.allocation import PromptCounts, later_phase_grants
 from verl_xrpo.core.planner import RolloutPlanner
 
 BUILT = "xrpo (phases as built)"  # the barrier schedule, which the others' useful share is set against
@@ -213,15 +214,8 @@ def run_step(
                 # seeding's share: prompts whose phase-1 rollouts in so far all failed
                 failing = np.flatnonzero(failing_so_far(finished))
                 held[failing] = planner.seeding_share(len(failing), num_prompts, seeding)
-            counts = np.array([len(f) for f in finished]) + pending + held
-            room = int(np.maximum(planner.n_max - counts, 0).sum())
-            extra = planner.plan_phase(
-                [np.array(f) for f in finished],
-                min(budget - int(held.sum()), room),
-                step=step,
-                reserved=pending + held,
-            ).extra
-            phase = submit(extra + held)
+            prompts = PromptCounts([np.array(f) for f in finished], pending=pending)
+            phase = submit(later_phase_grants(planner, prompts, budget, held, step=step))
         wait_for(list(range(len(owner))), 1.0)
     groups = [np.array([reward[r] for r, o in enumerate(owner) if o == q]) for q in range(num_prompts)]
     slots = engine.replicas * engine.max_num_seqs

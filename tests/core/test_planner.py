@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from verl_xrpo.config import PlanningConfig, XRPOConfigError
-from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin, reward_statistics, seeding_grants
+from verl_xrpo.core.planner import RolloutPlanner, reward_statistics, seeding_grants
 
 
 def run_step(planner: RolloutPlanner, rates: np.ndarray, rng: np.random.Generator, step: int = 5):
@@ -255,42 +255,6 @@ def test_seeding_share_is_bounded_and_reaches_every_prompt_it_can(
             assert grants.min() >= 1  # every qualifying prompt is seeded while phase 2 has room
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    num_prompts=st.integers(1, 30),
-    failing_share=st.floats(0.0, 1.0),
-    per_prompt=st.integers(1, 4),
-    ucb_lambda=st.sampled_from([0.0, 0.05, 0.5]),
-    seed=st.integers(0, 2**16),
-)
-def test_a_step_with_seedings_share_keeps_grpos_budget_and_the_cap(
-    num_prompts, failing_share, per_prompt, ucb_lambda, seed
-):
-    rng = np.random.default_rng(seed)
-    planner = RolloutPlanner(PlanningConfig(n_base=4, ucb_lambda=ucb_lambda), rollouts_per_prompt=8)
-    rates = np.where(rng.uniform(size=num_prompts) < failing_share, 0.0, rng.uniform(size=num_prompts))
-    rewards = [
-        (rng.uniform(size=c) < p).astype(float)
-        for c, p in zip(planner.base_counts(num_prompts), rates, strict=True)
-    ]
-    budgets = planner.phase_budgets(num_prompts)
-    failing = [q for q, r in enumerate(rewards) if not r.any()]
-    reserved = np.zeros(num_prompts, dtype=np.int64)
-    reserved[failing] = seeding_grants(len(failing), sum(budgets), budgets[0], per_prompt, 0.25)
-    for phase, budget in enumerate(budgets):
-        held = reserved if phase == 0 else np.zeros_like(reserved)
-        extra = planner.plan_phase(rewards, budget - int(held.sum()), step=3, reserved=held).extra + held
-        assert extra.sum() == budget
-        rewards = [
-            np.concatenate([r, rng.uniform(size=e) < p])
-            for r, e, p in zip(rewards, extra, rates, strict=True)
-        ]
-    counts = np.array([len(r) for r in rewards])
-    assert counts.sum() == num_prompts * 8
-    assert counts.min() >= 4 and counts.max() <= planner.n_max
-    assert all(counts[q] >= 5 for q in failing)  # each prompt that failed phase 1 got seeded rollouts
-
-
 def test_skipped_prompts_start_with_fewer_rollouts_and_the_later_phases_get_what_they_free():
     planner = RolloutPlanner(PlanningConfig(skip_agreed=True, skip_agreed_base=2), rollouts_per_prompt=8)
     counts = planner.base_counts(4, skipped=np.array([True, False, True, False]))
@@ -300,9 +264,3 @@ def test_skipped_prompts_start_with_fewer_rollouts_and_the_later_phases_get_what
     assert planner.phase_budgets(4) == [8, 8]  # no prompt skipped: the paper's split
     off = RolloutPlanner(PlanningConfig(enable=False), rollouts_per_prompt=8)
     assert off.base_counts(2, skipped=np.array([True, True])).tolist() == [8, 8]  # GRPO ignores it
-
-
-def test_rollouts_dealt_round_robin_never_pass_a_rows_room():
-    assert deal_round_robin(np.array([3, 0, 1, 5]), 6).tolist() == [3, 0, 1, 2]  # rounds of 3, 2, 1
-    assert deal_round_robin(np.array([1, 2]), 10).tolist() == [1, 2]  # what does not fit is not dealt
-    assert deal_round_robin(np.array([-1, 2]), 1).tolist() == [0, 1]

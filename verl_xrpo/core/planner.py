@@ -206,18 +206,6 @@ class RolloutPlanner:
         return num_prompts * self.rollouts_per_prompt
 
 
-def deal_round_robin(room: np.ndarray, amount: int) -> np.ndarray:
-    """``amount`` rollouts dealt one at a time over the rows in order, round after round, never past
-    a row's ``room``; what no row has room for is not dealt."""
-    room = np.maximum(np.asarray(room, dtype=np.int64), 0)
-    dealt = np.zeros_like(room)
-    while amount > 0 and (open_rows := np.flatnonzero(dealt < room)).size:
-        open_rows = open_rows[:amount]
-        dealt[open_rows] += 1
-        amount -= len(open_rows)
-    return dealt
-
-
 def seeding_grants(
     eligible: int, later_budget: int, first_phase_budget: int, per_prompt: int, max_share: float
 ) -> np.ndarray:

@@ -29,9 +29,10 @@ from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
+from verl_xrpo.core.allocation import PromptCounts, later_phase_grants
 from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.history import AgreementHistory
-from verl_xrpo.core.planner import RolloutPlanner, deal_round_robin
+from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY, SUBMISSION_KEY
@@ -232,7 +233,9 @@ class PhasedRollout:
                 timing["retrieval"] += time.perf_counter() - start
             held = reserved if phase == 2 else np.zeros_like(reserved)
             start = time.perf_counter()
-            extra = self._plan(records, budget, held, step, rollouts_drawn)
+            extra = later_phase_grants(
+                self.planner, prompt_counts(records), budget, held, step, rollouts_drawn
+            )
             timing["planning"] += time.perf_counter() - start
             rows = np.flatnonzero(extra)
             if len(rows) == 0:
@@ -279,47 +282,6 @@ class PhasedRollout:
             }
         )
         return StepReport(metrics=metrics, rollouts=generated)
-
-    def _plan(
-        self, records: list[PromptRecord], budget: int, held: np.ndarray, step: int, rollouts_drawn: int
-    ) -> np.ndarray:
-        """One later phase's rollouts per prompt: seeding's ``held`` share plus the planner's grants.
-
-        Rollouts still running count towards their prompt's n and cap. Prompts whose generation
-        failed are left out. Their share goes to the others, up to the per-prompt cap; what does not
-        fit is lost (``xrpo/budget/rollouts_lost``). Skipped prompts are left out of the planning
-        and take only what the planned prompts cannot hold.
-        """
-        healthy = np.array([not r.failed for r in records])
-        planned = healthy & ~np.array([r.skipped for r in records], dtype=bool)
-        pending = np.array([r.pending for r in records], dtype=np.int64)
-        extra = np.where(planned, held, 0)
-        rows = np.flatnonzero(planned)
-        if len(rows) == 0:
-            return self._overflow(records, extra, budget, healthy & ~planned)
-        rewards = [records[row].correct for row in rows]
-        promised = extra[rows] + pending[rows]
-        room = sum(max(self._cap_room(records[row]) - int(extra[row]), 0) for row in rows)
-        plan = self.planner.plan_phase(
-            rewards,
-            min(budget - int(extra.sum()), room),
-            step=step,
-            rollouts_drawn=rollouts_drawn + sum(len(r.correct) for r in records),
-            reserved=promised,
-        )
-        extra[rows] += plan.extra
-        return self._overflow(records, extra, budget, healthy & ~planned)
-
-    def _overflow(
-        self, records: list[PromptRecord], extra: np.ndarray, budget: int, takers: np.ndarray
-    ) -> np.ndarray:
-        """What is left of ``budget`` goes round the ``takers``, up to their cap."""
-        room = np.where(takers, [self._cap_room(r) for r in records], 0) - extra
-        return extra + deal_round_robin(room, budget - int(extra.sum()))
-
-    def _cap_room(self, record: PromptRecord) -> int:
-        """Rollouts the prompt can still be given: its cap less those in and those still running."""
-        return self.planner.n_max - len(record.correct) - record.pending
 
     def _seeding_share(
         self, records: list[PromptRecord], budgets: list[int], step: int
@@ -537,6 +499,16 @@ class PhasedRollout:
                 prompts,
                 "; ".join(faults[: xtq.SHOWN_PROMPTS]) + (" ..." if len(faults) > xtq.SHOWN_PROMPTS else ""),
             )
+
+
+def prompt_counts(records: list[PromptRecord]) -> PromptCounts:
+    """What the allocator needs to know of the step's prompts between phases."""
+    return PromptCounts(
+        [r.correct for r in records],
+        pending=np.array([r.pending for r in records], dtype=np.int64),
+        failed=np.array([r.failed for r in records], dtype=bool),
+        skipped=np.array([r.skipped for r in records], dtype=bool),
+    )
 
 
 def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
