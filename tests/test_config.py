@@ -59,6 +59,17 @@ def test_reads_an_omegaconf_algorithm_node():
             r"seeding\.embedding_model=None is required by retriever='dense'",
         ),
         ({"seeding": {"num_exemplars": 0}}, r"seeding\.num_exemplars=0 must be at least 1"),
+        ({"planning": {"mode": "async"}}, r"planning\.mode='async' is unknown"),
+        (
+            {"planning": {"mode": "submission", "num_phases": 2}},
+            r"planning\.num_phases=2 sets the in-step phases, which planning\.mode='submission' "
+            r"does not have",
+        ),
+        (
+            {"planning": {"mode": "submission", "overlap_share": 0.75}},
+            r"planning\.overlap_share=0\.75 sets the in-step phases",
+        ),
+        ({"planning": {"history_decay": 1.5}}, r"planning\.history_decay=1\.5 is not in \[0, 1\]"),
     ],
 )
 def test_bad_settings_name_the_key(values, message):
@@ -75,6 +86,7 @@ DEFAULT_QUOTING_CASES = [
     ("planning.ucb_lambda", {"planning": {"ucb_lambda": -1.0}}),
     ("planning.skip_agreed_base", {"planning": {"skip_agreed_base": 9}}),
     ("phase_timeout_seconds", {"phase_timeout_seconds": 0.0}),
+    ("planning.history_decay", {"planning": {"history_decay": -1.0}}),
     ("planning.n_base", {"planning": {"n_base": "four"}}),
     ("planning.alpha", {"planning": {"alpha": None}}),
     ("seeding.retriever", {"seeding": {"retriever": 3}}),

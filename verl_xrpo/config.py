@@ -52,7 +52,12 @@ class PlanningConfig:
     """Hierarchical rollout planning (``docs/algorithm.md`` section 1)."""
 
     enable: bool = True
-    # Rollouts every prompt gets in phase 1; below 3 the Student-t quantile explodes (12.7 at n=2).
+    # 'phases': the paper's in-step phases (one generation call per phase). 'submission', beyond the
+    # paper: every prompt's count is decided before the step generates, from its earlier visits
+    # (one generation call per step); a prompt seen before gets at least skip_agreed_base.
+    mode: Literal["phases", "submission"] = "phases"
+    # Rollouts every prompt gets in phase 1 (in 'submission' mode: a prompt not seen before); below
+    # 3 the Student-t quantile explodes (12.7 at n=2).
     n_base: int = 4
     # Per-prompt cap over all phases; None means twice the uniform budget (2 x rollout.n).
     n_max: int | None = None
@@ -73,6 +78,10 @@ class PlanningConfig:
     # Beyond the paper: plan the next phase once this share of the current phase's rollouts is in,
     # counting the ones still running; 1.0 waits for all of them (a barrier per phase).
     overlap_share: float = 1.0
+    # How much a prompt's earlier visits count at its next one: at each visit the counts so far are
+    # multiplied by this before the visit's own are added (0: the last visit alone). The choice:
+    # docs/benchmarks.md, "Prompt history".
+    history_decay: float = 0.5
 
     def __post_init__(self) -> None:
         p = "planning."
@@ -101,6 +110,8 @@ class PlanningConfig:
                 "must be finite and non-negative",
                 "Use 0 to switch the bonus off; the default is {default}.",
             )
+        if self.mode not in ("phases", "submission"):
+            raise _fail(p + "mode", self.mode, "is unknown", "Use 'phases' (the paper's) or 'submission'.")
         if self.time_mode not in ("step", "rollouts"):
             raise _fail(p + "time_mode", self.time_mode, "is unknown", "Use 'step' or 'rollouts'.")
         if not 1 <= self.skip_agreed_base <= self.n_base:
@@ -110,6 +121,13 @@ class PlanningConfig:
                 f"is not between 1 and planning.n_base={self.n_base}",
                 "Use e.g. {default} (the default): a skipped prompt still needs a rollout to learn from.",
             )
+        if not 0.0 <= self.history_decay <= 1.0:
+            raise _fail(
+                p + "history_decay",
+                self.history_decay,
+                "is not in [0, 1]",
+                "Use e.g. {default} (the default): 0 keeps a prompt's last visit alone, 1 every visit alike.",
+            )
         if not 0.0 < self.overlap_share <= 1.0:
             raise _fail(
                 p + "overlap_share",
@@ -117,6 +135,16 @@ class PlanningConfig:
                 "is not in (0, 1]",
                 "Use 1.0 to wait for every rollout of a phase, or e.g. 0.5 to plan once half are in.",
             )
+        if self.mode == "submission":
+            # settings of the in-step phases, which this mode does not have
+            for name in ("num_phases", "overlap_share", "skip_agreed"):
+                if getattr(self, name) != _field(PlanningConfig, name).default:
+                    raise _fail(
+                        p + name,
+                        getattr(self, name),
+                        "sets the in-step phases, which planning.mode='submission' does not have",
+                        "Drop it, or use planning.mode=phases.",
+                    )
 
     @property
     def skips_agreed(self) -> bool:
@@ -141,10 +169,13 @@ class SeedingConfig:
     # Optional curated (question, solution) file: .parquet, .jsonl or .json.
     preload_path: str | None = None
     # Later-phase rollouts under exemplars for each prompt that failed every phase-1 rollout. They
-    # are their own share of the step's budget, whatever the planner's UCB weight.
+    # are their own share of the step's budget, whatever the planner's UCB weight. In planning.mode
+    # 'submission', a prompt whose last visit failed every rollout is drawn seeded as a whole group,
+    # of at least this many rollouts (at most rollout.n).
     rollouts_per_prompt: int = 2
     # Seeding's share never exceeds this fraction of the later phases' budget (but each such
-    # prompt gets at least one seeded rollout while the first later phase has room).
+    # prompt gets at least one seeded rollout while the first later phase has room); in planning.mode
+    # 'submission', this fraction of the step's budget.
     max_budget_share: float = 0.25
     # A control arm to measure seeding's lift: this share of the prompts that qualify gets the same
     # rollouts without exemplars. 0 in training runs; experiments set it.

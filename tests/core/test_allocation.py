@@ -4,11 +4,18 @@ seeding's held rollouts, overflow; and a whole step with seeding's share keeps G
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from verl_xrpo.config import PlanningConfig
-from verl_xrpo.core.allocation import PromptCounts, deal_round_robin, later_phase_grants
+from verl_xrpo.core.allocation import (
+    PromptCounts,
+    deal_round_robin,
+    expected_sample_std,
+    later_phase_grants,
+    submission_counts,
+)
 from verl_xrpo.core.planner import RolloutPlanner, seeding_grants
 
 PLANNER = RolloutPlanner(PlanningConfig(), rollouts_per_prompt=8)  # n_max 16
@@ -90,3 +97,50 @@ def test_a_step_with_seedings_share_keeps_grpos_budget_and_the_cap(
     assert counts.sum() == num_prompts * 8
     assert counts.min() >= 4 and counts.max() <= planner.n_max
     assert all(counts[q] >= 5 for q in failing)  # each prompt that failed phase 1 got seeded rollouts
+
+
+def test_without_history_a_submission_is_grpos_uniform_count():
+    counts = submission_counts(PLANNER, np.full(6, 0.4), seen=np.zeros(6, dtype=bool))
+    assert counts.tolist() == [8] * 6
+
+
+def test_a_submission_gives_the_uncertain_prompts_more_and_keeps_the_budget():
+    rates = np.array([0.02, 0.5, 0.98, 0.3, 0.5])
+    seen = np.array([True, True, True, True, False])
+    counts = submission_counts(PLANNER, rates, seen)
+    assert counts.sum() == 5 * 8 and counts.max() <= PLANNER.n_max
+    # nearly sure either way: the fewest, alike; the most for the most uncertain
+    assert counts[0] == counts[2] == counts.min() < counts[3] <= counts[1] == counts.max()
+    assert counts[4] >= 4  # not seen before: at least n_base
+
+
+def test_a_seeded_prompt_gets_at_least_its_floor():
+    rates = np.array([0.0, 0.5, 0.5, 0.5])
+    seen = np.ones(4, dtype=bool)
+    plain = submission_counts(PLANNER, rates, seen)
+    seeded = submission_counts(
+        PLANNER, rates, seen, seeded=np.array([True, False, False, False]), seeded_floor=6
+    )
+    assert plain[0] < 6 and seeded[0] == 6 and seeded.sum() == plain.sum() == 32
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rates=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40),
+    seen_share=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_submission_counts_spend_the_budget_within_floor_and_cap(rates, seen_share, seed):
+    rng = np.random.default_rng(seed)
+    seen = rng.uniform(size=len(rates)) < seen_share
+    counts = submission_counts(PLANNER, np.array(rates), seen, step=int(rng.integers(1, 100)))
+    assert counts.sum() == len(rates) * 8
+    assert (counts >= np.where(seen, 2, 4)).all() and counts.max() <= PLANNER.n_max
+
+
+def test_the_expected_deviation_is_the_binomial_mean_of_the_sample_deviation():
+    std = expected_sample_std(np.array([0.0, 0.5, 1.0]), n_max=4)
+    assert std[0].tolist() == std[2].tolist() == [0.0] * 5  # always the same outcome: no deviation
+    # n = 2, p = 0.5: one success in two half the time, sample sd sqrt(1/2)
+    assert std[1, 2] == pytest.approx(0.5 * np.sqrt(0.5))
+    assert std[1, :2].tolist() == [0.0, 0.0]

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_module
 from verl_xrpo import preflight
 from verl_xrpo.core import files
 from verl_xrpo.core.bank import ExemplarBank
-from verl_xrpo.core.history import AgreementHistory
+from verl_xrpo.core.history import PromptHistory
 from verl_xrpo.integration.checkpoint import (
     BANK_FILE,
     HISTORY_FILE,
@@ -54,14 +54,14 @@ def test_without_seeding_there_is_no_bank_to_vouch_for(tmp_path):
     assert read_state(tmp_path, 1) == SavedState(1, 8, None)
 
 
-def test_the_agreement_history_is_saved_vouched_for_and_refused_when_damaged(tmp_path):
-    history = AgreementHistory()
+def test_the_prompt_history_is_saved_vouched_for_and_refused_when_damaged(tmp_path):
+    history = PromptHistory()
     history.record("What is 7 * 8?", [0.0, 0.0])
     save_state(tmp_path, global_steps=2, rollouts_drawn=16, bank=None, history=history)
     state = read_state(tmp_path, 2)
     assert state.history_sha256 and state.bank_sha256 is None
-    assert AgreementHistory.load(tmp_path / HISTORY_FILE).agreed("What is 7 * 8?")
-    AgreementHistory().save(tmp_path / HISTORY_FILE)  # a whole history, but not the saved one
+    assert PromptHistory.load(tmp_path / HISTORY_FILE).agreed("What is 7 * 8?")
+    PromptHistory().save(tmp_path / HISTORY_FILE)  # a whole history, but not the saved one
     with pytest.raises(XRPOCheckpointError, match=f"{HISTORY_FILE} is damaged"):
         read_state(tmp_path, 2)
 

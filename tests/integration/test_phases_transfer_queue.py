@@ -24,7 +24,7 @@ from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.bank import ExemplarBank
-from verl_xrpo.core.history import AgreementHistory
+from verl_xrpo.core.history import PromptHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.phases import PhasedRollout, WorkerNews
@@ -67,14 +67,29 @@ def prompt_batch(rates: list[float], step: int, names: list[str], faults: dict[i
     return batch
 
 
+def counted(submit, calls: list | None):
+    """``submit`` that also appends each call's number of prompts to ``calls``."""
+    if calls is None:
+        return submit
+
+    def submit_and_count(batch):
+        calls.append(len(batch["uid"]))
+        return submit(batch)
+
+    return submit_and_count
+
+
 def verl_submit(manager, step):
     """verl's own PPOTrainer._submit_batch_to_rollout, bound to the little state it reads."""
     state = types.SimpleNamespace(trainer_mode="sync", global_steps=step, agent_loop_manager=manager)
     return lambda batch: PPOTrainer._submit_batch_to_rollout(state, batch)
 
 
-def run_step(verl_config, manager, step, rates, names, bank, faults=None, history=None, **xrpo):
-    """One step's phases; ``xrpo`` overrides settings, e.g. ``seeding={"control_share": 0.5}``."""
+def run_step(
+    verl_config, manager, step, rates, names, bank, faults=None, history=None, submissions=None, **xrpo
+):
+    """One step's phases; ``xrpo`` overrides settings, e.g. ``seeding={"control_share": 0.5}``;
+    ``submissions`` (a list) collects each generation call's prompt count."""
     values = OmegaConf.to_container(verl_config.algorithm.xrpo)
     for key, changes in xrpo.items():
         if isinstance(changes, dict):
@@ -90,7 +105,7 @@ def run_step(verl_config, manager, step, rates, names, bank, faults=None, histor
         bank,
         tokenizer,
         max_prompt_tokens=400,
-        submit=verl_submit(manager, step),
+        submit=counted(verl_submit(manager, step), submissions),
         news=worker_news(manager),
         history=history,
     )
@@ -271,7 +286,7 @@ def test_every_prompt_failing_phase_one_is_seeded_at_the_default_ucb_weight(verl
 def test_prompts_that_agreed_last_time_get_their_base_and_free_the_rest_of_the_budget(verl_config, manager):
     rates = [0.0, 1.0, 0.5, 0.5, 0.5, 0.5]
     names = [f"crate{i}" for i in range(len(rates))]
-    history, skip = AgreementHistory(), {"planning": {"skip_agreed": True, "skip_agreed_base": 2}}
+    history, skip = PromptHistory(), {"planning": {"skip_agreed": True, "skip_agreed_base": 2}}
     _, first = run_step(verl_config, manager, 11, rates, names, bank=None, history=history, **skip)
     assert first.metrics["xrpo/history/skipped_prompts"] == 0  # nothing known yet
     tq.kv_clear(keys=sample_all(verl_config, len(names), step=11), partition_id="train")
@@ -469,4 +484,68 @@ def test_a_failure_seen_after_a_later_phase_was_sent_stays_the_prompts_status(ve
     assert sessions[:2] == [1, 2] and sessions[-1] >= 3  # phase 1 less session 0, then later rollouts
     assert report.metrics["xrpo/faults/failed_prompts"] == 1
     assert report.metrics["xrpo/faults/missing_rollouts"] == 1
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+# the default UCB weight (this module's config raises it to 1.0 for the phases' tests)
+SUBMISSION = {"planning": {"mode": "submission", "ucb_lambda": 0.01}}
+
+
+def test_submission_mode_makes_one_generation_call_per_step_and_plans_from_history(verl_config, manager):
+    rates = [0.0, 1.0, 0.5, 0.5, 0.5, 0.5]
+    names = [f"parcel{i}" for i in range(len(rates))]
+    history = PromptHistory()
+    calls: list[int] = []
+    batch, first = run_step(
+        verl_config, manager, 41, rates, names, bank=None, history=history, submissions=calls, **SUBMISSION
+    )
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(names), step=41)
+    sessions = [sum(k.startswith(uid + "_") for k in keys) for uid in uids]
+    assert calls == [len(names)] and first.metrics["xrpo/phases_run"] == 1
+    assert sessions == [ROLLOUT_N] * len(names)  # nothing known yet: GRPO's uniform count
+    tq.kv_clear(keys=keys, partition_id="train")
+
+    batch, _ = run_step(
+        verl_config, manager, 42, rates, names, bank=None, history=history, submissions=calls, **SUBMISSION
+    )
+    uids = [str(u) for u in batch["uid"]]
+    keys = sample_all(verl_config, len(names), step=42)
+    sessions = [sum(k.startswith(uid + "_") for k in keys) for uid in uids]
+    assert calls == [len(names), len(names)]  # one call a step
+    assert sum(sessions) == len(names) * ROLLOUT_N and len(set(sessions)) > 1
+    # the never-solved and always-solved prompts get the least, the mixed ones the most
+    assert max(sessions[:2]) < min(sessions[2:])
+    tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_a_prompt_that_failed_everything_last_visit_is_seeded_from_the_start(verl_config, manager):
+    bank = ExemplarBank(max_size=100)
+    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    rates = [0.0, 0.5, 0.5, 0.5]
+    names = ["pebbles", "shells", "coins", "stamps"]
+    history = PromptHistory()
+    calls: list[int] = []
+    _, first = run_step(
+        verl_config, manager, 43, rates, names, bank=bank, history=history, submissions=calls, **SUBMISSION
+    )
+    assert first.metrics["xrpo/seeding/prompts_seeded"] == 0  # no visit before
+    tq.kv_clear(keys=sample_all(verl_config, len(names), step=43), partition_id="train")
+
+    batch, second = run_step(
+        verl_config, manager, 44, rates, names, bank=bank, history=history, submissions=calls, **SUBMISSION
+    )
+    keys = sample_all(verl_config, len(names), step=44)
+    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["raw_prompt", "uid"])
+    originals = {str(u): p[-1]["content"] for u, p in zip(batch["uid"], batch["raw_prompt"], strict=True)}
+    seeded_uids = {
+        str(uid)
+        for prompt, uid in zip(stored["raw_prompt"], stored["uid"], strict=True)
+        if prompt[-1]["content"] != originals[str(uid)]
+    }
+    assert calls == [len(names)] * 2
+    assert seeded_uids == {str(batch["uid"][0])}  # the one that failed all of its last visit
+    assert second.metrics["xrpo/seeding/prompts_seeded"] == 1
+    assert second.metrics["xrpo/budget/seeding_rollouts"] >= 2
+    assert second.metrics["xrpo/seeding/prompts_with_seeded_success"] == 1  # the scripted loop's seeded rate
     tq.kv_clear(keys=keys, partition_id="train")

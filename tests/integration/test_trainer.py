@@ -42,7 +42,9 @@ def test_builds_and_says_what_is_on(verl_config, capsys):
     trainer = XRPOTrainer(config)
     printed = capsys.readouterr().out
     assert (
-        "planning:   on  n_base=3" in printed and "seeding:    on" in printed and "sharpening: on" in printed
+        "planning:   on  mode=phases n_base=3" in printed
+        and "seeding:    on" in printed
+        and "sharpening: on" in printed
     )
     assert trainer.trainer_mode == "sync"  # what verl's own branches expect
     # verl's TaskRunner builds the agent-loop manager from this same config object afterwards.

@@ -169,12 +169,15 @@ class RolloutPlanner:
             )
         time = self.exploration_time(step, rollouts_drawn)
         shrink, bonus = self.priorities(counts, std, time)
-        extra = self._greedy_grants(counts, std, room, budget, time)
+        extra = self.grants_by_priority(counts, std, room, budget, time)
         return PhasePlan(extra=extra, priorities=shrink + bonus, ci_shrink=shrink, bonus=bonus)
 
-    def _greedy_grants(
+    def grants_by_priority(
         self, counts: np.ndarray, std: np.ndarray, room: np.ndarray, budget: int, time: int
     ) -> np.ndarray:
+        """``budget`` rollouts granted one at a time to the highest priority for prompts with
+        ``counts`` rollouts and reward deviation ``std``, at most ``room`` each. ``std`` is one value
+        a prompt (held fixed, as the paper's shrink holds it) or, shape (P, n_max + 1), one a count."""
         num_prompts = len(counts)
         extra = np.zeros(num_prompts, dtype=np.int64)
         if budget == 0:
@@ -183,7 +186,11 @@ class RolloutPlanner:
         # No prompt can take more than `budget` grants, so the table is at most budget columns wide.
         width = int(min(room.max(), budget))
         levels = counts[:, None] + np.arange(width)[None, :]
-        shrink, bonus = self.priorities(levels.ravel(), np.repeat(std, width), time)
+        if std.ndim == 2:
+            level_std = np.take_along_axis(std, np.minimum(levels, std.shape[1] - 1), axis=1).ravel()
+        else:
+            level_std = np.repeat(std, width)
+        shrink, bonus = self.priorities(levels.ravel(), level_std, time)
         table = (shrink + bonus).reshape(num_prompts, width)
         valid = np.arange(width)[None, :] < room[:, None]
         # Sort by priority (high first), then fewer rollouts, then lower prompt index.

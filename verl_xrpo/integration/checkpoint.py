@@ -6,7 +6,7 @@ What a resume relies on:
   in ``latest_checkpointed_iteration.txt``. A run killed in the middle of a save therefore leaves
   the tracker at the previous, complete checkpoint, and the half-written folder is never resumed.
 - Each file is replaced in one rename (``write_text_atomically``), and ``state.json`` is written
-  after the bank (and the agreement history, with ``planning.skip_agreed``) and holds their
+  after the bank and the prompt history (with planning on) and holds their
   SHA-256: a file that does not match its state was not written by that save, and is refused.
 - A missing or damaged file stops the resume with one sentence naming it; it never becomes an empty
   bank or zeroed counters.
@@ -25,11 +25,11 @@ from typing import Any
 
 from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.files import write_text_atomically
-from verl_xrpo.core.history import AgreementHistory
+from verl_xrpo.core.history import PromptHistory
 
 STATE_FOLDER = "xrpo"  # inside verl's global_step_N checkpoint folder
 BANK_FILE = "exemplar_bank.json"
-HISTORY_FILE = "agreement_history.json"
+HISTORY_FILE = "prompt_history.json"
 STATE_FILE = "state.json"
 STATE_FORMAT = "verl-xrpo-state"
 STATE_VERSION = 1
@@ -48,7 +48,7 @@ class SavedState:
     global_steps: int
     rollouts_drawn: int
     bank_sha256: str | None  # None: saved with seeding off, so there is no bank to restore
-    history_sha256: str | None = None  # None: saved with planning.skip_agreed off
+    history_sha256: str | None = None  # None: saved without a prompt history (planning off)
 
 
 def save_state(
@@ -56,7 +56,7 @@ def save_state(
     global_steps: int,
     rollouts_drawn: int,
     bank: ExemplarBank | None,
-    history: AgreementHistory | None = None,
+    history: PromptHistory | None = None,
 ) -> None:
     """Write the bank and the history, then the state that vouches for them."""
     folder = Path(folder)

@@ -29,9 +29,9 @@ from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
-from verl_xrpo.core.allocation import PromptCounts, later_phase_grants
+from verl_xrpo.core.allocation import PromptCounts, later_phase_grants, submission_counts
 from verl_xrpo.core.bank import ExemplarBank
-from verl_xrpo.core.history import AgreementHistory
+from verl_xrpo.core.history import PromptHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
@@ -68,9 +68,10 @@ class PromptRecord:
     # Failed all of phase 1 and had exemplars that fit; in the control arm it is sampled without them.
     qualified: bool = False
     control: bool = False
-    # Rollouts of the first later phase (phase 2), where seeding's own share is drawn.
-    phase2_sessions: int = 0
-    phase2_correct: int = 0
+    # Rollouts of the phase where seeding's lift is measured: the first later phase (phase 2), or the
+    # step's one submission in planning.mode 'submission'.
+    lift_sessions: int = 0
+    lift_correct: int = 0
     # Rollouts asked for and not generated (a failed session, an agent loop without output).
     missing: int = 0
     # Rollouts asked for that are neither in nor known to be lost.
@@ -195,7 +196,7 @@ class PhasedRollout:
         max_prompt_tokens: int,
         submit: Callable[[TensorDict], Any],
         news: Callable[[float], SubmissionNews],
-        history: AgreementHistory | None = None,
+        history: PromptHistory | None = None,
     ):
         self.settings = settings
         self.planner = planner
@@ -204,26 +205,34 @@ class PhasedRollout:
         self.max_prompt_tokens = max_prompt_tokens
         self.submit = submit
         self.news = news
-        self.history = history if settings.planning.skips_agreed else None
+        self.history = history if settings.planning.enable else None
+        self.submission = settings.planning.enable and settings.planning.mode == "submission"
+        self.lift_phase = 1 if self.submission else 2
 
     def run(self, batch: TensorDict, step: int, rollouts_drawn: int = 0) -> StepReport:
         timing = {"planning": 0.0, "retrieval": 0.0, "generation": 0.0}
         uids = [str(u) for u in batch["uid"]]
         raw = batch["raw_prompt"]
         records = [PromptRecord(uid, list(raw[i]), question_text(raw[i])) for i, uid in enumerate(uids)]
-        if self.history is not None:
+        if self.history is not None and self.settings.planning.skips_agreed:
             for record in records:
                 record.skipped = self.history.agreed(record.question)
         flight = InFlight()
         share = self.settings.planning.overlap_share
+        reserved, first_seeded = np.zeros(len(uids), dtype=np.int64), {}
+        if self.submission:
+            # one submission: every count, and which prompts are seeded, decided from earlier visits
+            counts, reserved, first_seeded = self._plan_submission(records, step, rollouts_drawn, timing)
+            budgets = []
+        else:
+            counts = self.planner.base_counts(len(uids), np.array([r.skipped for r in records], dtype=bool))
+            budgets = self.planner.phase_budgets(len(uids), int(counts.sum()))
         # Sessions asked for so far, per prompt: the next phase numbers its sessions from here, so a
         # failed session's id is never reused.
-        counts = self.planner.base_counts(len(uids), np.array([r.skipped for r in records], dtype=bool))
-        self._submit(batch, records, flight, np.arange(len(uids)), counts, np.zeros_like(counts), {}, step, 1)
-        budgets = self.planner.phase_budgets(len(uids), int(counts.sum()))
+        rows = np.arange(len(uids))
+        self._submit(batch, records, flight, rows, counts, np.zeros_like(counts), first_seeded, step, 1)
         zero_variance_before = math.nan
         phases_run, last_phase = 1, 1
-        reserved, first_seeded = np.zeros(len(uids), dtype=np.int64), {}
         for phase, budget in enumerate(budgets, start=2):
             self._collect(records, flight, flight.of_phase(last_phase), share, timing, step)
             if phase == 2:
@@ -283,6 +292,40 @@ class PhasedRollout:
         )
         return StepReport(metrics=metrics, rollouts=generated)
 
+    def _plan_submission(
+        self, records: list[PromptRecord], step: int, rollouts_drawn: int, timing: dict[str, float]
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, list[dict]]]:
+        """``planning.mode`` 'submission': every prompt's count, seeding's rollouts per prompt, and the
+        seeded prompts' messages, from the history alone (next-visit seeding: a prompt whose last
+        visit failed every rollout is drawn under exemplars as a whole group)."""
+        assert self.history is not None  # the trainer keeps one whenever planning is on
+        start = time.perf_counter()
+        questions = [r.question for r in records]
+        failed_last = [row for row, q in enumerate(questions) if self.history.failed_all(q)]
+        seeded = self._arms(records, self._exemplar_messages(records, failed_last), step)
+        timing["retrieval"] += time.perf_counter() - start
+        start = time.perf_counter()
+        qualified = np.array([r.qualified for r in records], dtype=bool)
+        counts = submission_counts(
+            self.planner,
+            self.history.estimate(questions),
+            np.array([self.history.seen(q) for q in questions], dtype=bool),
+            seeded=qualified,
+            seeded_floor=self.settings.seeding.rollouts_per_prompt,
+            step=step,
+            rollouts_drawn=rollouts_drawn,
+        )
+        # seeding's share of the step: the seeded groups that fit in it, in batch order (one at least)
+        cap = int(self.settings.seeding.max_budget_share * self.planner.step_budget(len(records)))
+        reserved = np.zeros(len(records), dtype=np.int64)
+        for row in sorted(seeded):
+            if reserved.sum() and reserved.sum() + counts[row] > cap:
+                del seeded[row]
+            else:
+                reserved[row] = counts[row]
+        timing["planning"] += time.perf_counter() - start
+        return counts, reserved, seeded
+
     def _seeding_share(
         self, records: list[PromptRecord], budgets: list[int], step: int
     ) -> tuple[np.ndarray, dict[int, list[dict]]]:
@@ -295,21 +338,31 @@ class PhasedRollout:
         reserved = np.zeros(len(records), dtype=np.int64)
         if not budgets:
             return reserved, {}
-        seeded = self._seeded_messages(records, np.arange(len(records)))
+        seeded = self._arms(records, self._seeded_messages(records, np.arange(len(records))), step)
+        qualifying = [row for row, r in enumerate(records) if r.qualified]
+        reserved[qualifying] = self.planner.seeding_share(
+            len(qualifying), len(records), self.settings.seeding
+        )
+        return reserved, seeded
+
+    def _arms(
+        self, records: list[PromptRecord], seeded: dict[int, list[dict]], step: int
+    ) -> dict[int, list[dict]]:
+        """Every prompt with seeded messages qualifies; a random ``control_share`` of them is drawn
+        unseeded (the control arm). Returns the treated prompts' messages."""
         qualifying = sorted(seeded)
         for row in qualifying:
             records[row].qualified = True
-        seeding = self.settings.seeding
-        if seeding.control_share > 0 and qualifying:
+        control_share = self.settings.seeding.control_share
+        if control_share > 0 and qualifying:
             # The same step and prompts give the same arms, so a rerun of a step is reproducible.
             rng = np.random.default_rng([step, zlib.crc32(" ".join(r.uid for r in records).encode())])
-            controls = rng.random(len(qualifying)) < seeding.control_share
+            controls = rng.random(len(qualifying)) < control_share
             for row, control in zip(qualifying, controls, strict=True):
                 if control:
                     records[row].control = True
                     del seeded[row]
-        reserved[qualifying] = self.planner.seeding_share(len(qualifying), len(records), seeding)
-        return reserved, seeded
+        return seeded
 
     def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
         """Seeded chat messages for the rows whose rollouts in so far all failed (where exemplars fit).
@@ -317,8 +370,6 @@ class PhasedRollout:
         Rollouts still running are not waited for: under an overlap a prompt's slowest rollouts are
         most often its failing ones, and waiting for them left the prompts that need exemplars unseeded
         (the generation benchmark's useful share, ``docs/benchmarks.md``)."""
-        if self.bank is None or len(self.bank) == 0:
-            return {}
         failing = [
             int(row)
             for row in rows
@@ -327,10 +378,14 @@ class PhasedRollout:
             and not records[row].control
             and not records[row].failed
             and not records[row].skipped
-            # a question to match and to solve: an empty prompt is never a retrieval query
-            and records[row].question.strip()
         ]
-        if not failing:
+        return self._exemplar_messages(records, failing)
+
+    def _exemplar_messages(self, records: list[PromptRecord], rows: Sequence[int]) -> dict[int, list[dict]]:
+        """Seeded chat messages for ``rows`` from the bank, where exemplars are found and fit."""
+        # a question to match and to solve: an empty prompt is never a retrieval query
+        failing = [int(row) for row in rows if records[row].question.strip()]
+        if self.bank is None or len(self.bank) == 0 or not failing:
             return {}
         hits = self.bank.retrieve(
             [records[row].question for row in failing], k=self.settings.seeding.num_exemplars
@@ -455,9 +510,9 @@ class PhasedRollout:
                 sub.received += 1
                 record.pending -= 1
             record.correct.append(float(traj.correct))
-            if sub.phase == 2:
-                record.phase2_sessions += 1
-                record.phase2_correct += int(traj.correct)
+            if sub.phase == self.lift_phase:
+                record.lift_sessions += 1
+                record.lift_correct += int(traj.correct)
             if sub.seeded:
                 record.seeded_sessions += 1
                 record.seeded_correct += int(traj.correct)
@@ -532,12 +587,13 @@ def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
         "xrpo/seeding/seeded_rollouts": float(sum(r.seeded_sessions for r in records)),
         "xrpo/seeding/seeded_successes": float(sum(r.seeded_correct for r in records)),
         "xrpo/seeding/prompts_with_seeded_success": float(sum(r.seeded_correct > 0 for r in records)),
-        # Seeding's lift, as an experiment (seeding.control_share > 0): phase-2 rollouts of prompts
-        # that failed all of phase 1, with exemplars (treated) and without (control).
-        "xrpo/seeding/treated_rollouts": float(sum(r.phase2_sessions for r in treated)),
-        "xrpo/seeding/treated_successes": float(sum(r.phase2_correct for r in treated)),
-        "xrpo/seeding/control_rollouts": float(sum(r.phase2_sessions for r in control)),
-        "xrpo/seeding/control_successes": float(sum(r.phase2_correct for r in control)),
+        # Seeding's lift, as an experiment (seeding.control_share > 0): rollouts of prompts that
+        # qualified for seeding, with exemplars (treated) and without (control), in the phase where
+        # seeding acts (phase 2; in planning.mode 'submission' the step's one submission).
+        "xrpo/seeding/treated_rollouts": float(sum(r.lift_sessions for r in treated)),
+        "xrpo/seeding/treated_successes": float(sum(r.lift_correct for r in treated)),
+        "xrpo/seeding/control_rollouts": float(sum(r.lift_sessions for r in control)),
+        "xrpo/seeding/control_successes": float(sum(r.lift_correct for r in control)),
         "xrpo/faults/failed_prompts": float(sum(r.failed for r in records)),
         "xrpo/faults/missing_rollouts": float(sum(r.missing for r in records)),
     }

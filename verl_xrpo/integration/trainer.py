@@ -35,7 +35,7 @@ from verl.utils.debug import marked_timer
 from verl_xrpo.config import XRPOConfig
 from verl_xrpo.core.advantage import AdvantageResult
 from verl_xrpo.core.bank import BankFileError, ExemplarBank
-from verl_xrpo.core.history import AgreementHistory
+from verl_xrpo.core.history import PromptHistory
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.core.retrieval import make_retriever
 from verl_xrpo.eval.rollout_dump import is_padding, rollout_fields
@@ -114,7 +114,7 @@ class XRPOTrainer(PPOTrainerSync):
         checked = check_run(config)
         self.xrpo, self.planner = checked.settings, checked.planner
         self.bank = self._new_bank() if self.xrpo.seeding.enable else None
-        self.history = AgreementHistory() if self.xrpo.planning.skips_agreed else None
+        self.history = self._new_history() if self.xrpo.planning.enable else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
         self._news: WorkerNews | None = None  # built with the first step: the workers exist by then
@@ -123,6 +123,12 @@ class XRPOTrainer(PPOTrainerSync):
             config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = MANAGER_PATH
         super().__init__(config)
         print(describe(self.xrpo, self.planner, config), flush=True)
+
+    def _new_history(self, path: str | None = None) -> PromptHistory:
+        """Each prompt's earlier visits, for planning.mode 'submission' and skip_agreed; read from
+        ``path`` when given (ValueError naming it if it is not a history)."""
+        decay = self.xrpo.planning.history_decay
+        return PromptHistory.load(path, decay=decay) if path else PromptHistory(decay=decay)
 
     def _new_bank(self) -> ExemplarBank:
         seeding = self.xrpo.seeding
@@ -299,13 +305,13 @@ class XRPOTrainer(PPOTrainerSync):
         if self.history is None:
             return
         if saved.history_sha256 is None:
-            logger.info("XRPO: the checkpoint in %s has no agreement history; it starts anew", folder)
+            logger.info("XRPO: the checkpoint in %s has no prompt history; it starts anew", folder)
             return
         try:
-            self.history = AgreementHistory.load(os.path.join(folder, HISTORY_FILE))
+            self.history = self._new_history(os.path.join(folder, HISTORY_FILE))
         except ValueError as error:
             raise XRPOCheckpointError(f"XRPO cannot resume: {error}; {RESUME_FIX}.") from error
-        logger.info("XRPO: restored the agreement history of %d prompts from %s", len(self.history), folder)
+        logger.info("XRPO: restored the prompt history of %d prompts from %s", len(self.history), folder)
 
 
 def dataset_questions(dataset: Any, prompt_key: str) -> list[str]:
