@@ -48,6 +48,7 @@ XRPO_METRICS = [
     "xrpo/rollouts_per_prompt/min",
     "xrpo/rollouts_per_prompt/max",
     "xrpo/phases_run",
+    "xrpo/generation_calls",
     "xrpo/zero_variance_share/before_planning",
     "xrpo/zero_variance_share/after_planning",
     "xrpo/nonzero_advantage_share",
@@ -333,3 +334,31 @@ def compose_main_job(run_dir: Path):
     overrides = [o for o in run.overrides() if not o.startswith("--")]  # the config is chosen here
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
         return compose(config_name=CONFIG_NAME, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def submission_mode(two_steps, tmp_path_factory):
+    """Two steps in planning.mode 'submission' on 16 training prompts, so that step 2 revisits them
+    all; the warm start of ``two_steps`` is reused."""
+    run_dir = tmp_path_factory.mktemp("submission_mode")
+    command = main_job_command(run_dir, 2, "algorithm.xrpo.planning.mode=submission")
+    command[command.index("--") : command.index("--")] = [
+        f"--model={two_steps[0] / 'model'}",
+        f"--train-size={PROMPTS}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return steps_of(run_dir)
+
+
+def test_submission_mode_makes_one_generation_call_a_step(submission_mode):
+    assert sorted(submission_mode) == [1, 2]
+    for data in submission_mode.values():
+        assert data["xrpo/generation_calls"] == 1 and data["xrpo/phases_run"] == 1
+        assert data["xrpo/rollouts_per_prompt/mean"] == ROLLOUTS  # GRPO's budget
+
+
+def test_submission_mode_counts_differ_once_the_prompts_have_history(submission_mode):
+    first, second = submission_mode[1], submission_mode[2]
+    assert first["xrpo/rollouts_per_prompt/min"] == first["xrpo/rollouts_per_prompt/max"] == ROLLOUTS
+    assert second["xrpo/rollouts_per_prompt/min"] < second["xrpo/rollouts_per_prompt/max"]

@@ -276,6 +276,7 @@ class PhasedRollout:
         metrics.update(
             {
                 "xrpo/phases_run": float(phases_run),
+                "xrpo/generation_calls": float(len(flight.sent_at)),  # submissions to verl's agent loops
                 "xrpo/zero_variance_share/before_planning": zero_variance_before,
                 "xrpo/budget/seeding_rollouts": float(reserved.sum()),
                 # What faults cost the step: its budget (GRPO's) less the rollouts that exist.
