@@ -57,27 +57,35 @@ CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the 
     "xrpo-overlap": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.5"]),
     "xrpo-overlap-0.75": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.75"]),
     "xrpo-2phases": ("xrpo", ["algorithm.xrpo.planning.num_phases=2"]),
+    "xrpo-submission": ("xrpo", ["algorithm.xrpo.planning.mode=submission"]),
 }
 MODELS = {  # model folder under OUT (git ignores models/; rebuilt when missing): its warm start
     "models/warm-start": PRESETS[ScaleModelRun.warm_start],  # the main job's
     "models/untrained": replace(PRESETS[ScaleModelRun.warm_start], steps=0),
 }
-SETTINGS = {  # folder prefix: (what the table calls it, verl overrides, model folder)
-    "dynamic": ("dynamic micro-batches (CPU preset)", [], "models/warm-start"),
+SETTINGS = {  # folder prefix: (what the table calls it, verl overrides, model folder, launcher options)
+    "dynamic": ("dynamic micro-batches (CPU preset)", [], "models/warm-start", []),
     "padded": (
         "one padded micro-batch",
         ["actor_rollout_ref.actor.use_dynamic_bsz=false"],
         "models/warm-start",
+        [],
     ),
     "spread": (
         "untrained model, responses up to 1024 tokens",
         ["data.max_response_length=1024"],
         "models/untrained",
+        [],
     ),
+    # 32 training prompts, 8 a step: each prompt is seen again every 4 steps, so that
+    # planning.mode=submission plans from history (on the main job's 256 it would not in 12 steps)
+    "revisit": ("main job on 32 training prompts", [], "models/warm-start", ["--train-size=32"]),
 }
 
 
-def run(folder: Path, model: Path, estimator: str, steps: int, overrides: list[str]) -> Path:
+def run(
+    folder: Path, model: Path, estimator: str, steps: int, overrides: list[str], launcher: list[str]
+) -> Path:
     metrics = folder / "metrics.jsonl"
     summary = folder / "summary.json"
     if summary.is_file() and json.loads(summary.read_text())["exit_code"] == 0:
@@ -91,6 +99,7 @@ def run(folder: Path, model: Path, estimator: str, steps: int, overrides: list[s
         f"--steps={steps}",
         f"--model={model}",
         "--fresh",
+        *launcher,
         "--",
         *overrides,
     ]
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     table: dict[str, dict[str, list[dict[int, dict[str, float]]]]] = {}  # label -> contender -> rounds
     for round_ in range(args.rounds):
         for slug in args.settings:
-            label, overrides, model_folder = SETTINGS[slug]
+            label, overrides, model_folder, launcher = SETTINGS[slug]
             model = args.out / model_folder
             if not (model / REPORT_FILE).is_file():
                 build_warm_model_dir(model, MODELS[model_folder])
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 estimator, own = CONTENDERS[name]
                 folder = args.out / f"{slug}-{name}-r{round_}"
                 table.setdefault(label, {}).setdefault(name, []).append(
-                    steady_steps(run(folder, model, estimator, args.steps, [*overrides, *own]))
+                    steady_steps(run(folder, model, estimator, args.steps, [*overrides, *own], launcher))
                 )
     others = contenders[1:]
     print(f"\nmedians of steps 2-{args.steps}, seconds or tokens (one value per round)")

@@ -91,15 +91,19 @@ class PromptHistory:
         """The success mix of every rollout recorded (one success in two before any)."""
         return (self.successes + 1.0) / (self.rollouts + 2.0)
 
+    def posterior(self, question: str) -> tuple[float, float]:
+        """Beta(a, b) of the question's success rate: the prior mix worth ``prior_strength``
+        rollouts, plus its decayed successes and failures."""
+        prior, weight = self.prior_mean(), self.prior_strength
+        visits = self._visits.get(question_key(question)) or Visits()
+        return weight * prior + visits.successes, weight * (1.0 - prior) + visits.rollouts - visits.successes
+
     def estimate(self, questions: Sequence[str]) -> np.ndarray:
         """Each question's posterior mean success rate; the prior mix for a question not seen yet."""
-        prior = self.prior_mean()
-        out = np.full(len(questions), prior)
+        out = np.empty(len(questions))
         for i, question in enumerate(questions):
-            visits = self._visits.get(question_key(question))
-            if visits is not None:
-                weight = self.prior_strength
-                out[i] = (weight * prior + visits.successes) / (weight + visits.rollouts)
+            a, b = self.posterior(question)
+            out[i] = a / (a + b)
         return out
 
     def save(self, path: str | Path) -> None:
