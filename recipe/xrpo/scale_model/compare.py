@@ -74,6 +74,8 @@ VARIANTS = {
         Variant("xrpo_seeding_control", "xrpo", ("algorithm.xrpo.seeding.control_share=0.5",), ranked=False),
         # prompts that agreed on their previous visit get 2 rollouts: needs a multi-epoch schedule
         Variant("xrpo_skip_agreed", "xrpo", ("algorithm.xrpo.planning.skip_agreed=true",), ranked=False),
+        # every count decided before the step generates, from history: needs a multi-epoch schedule
+        Variant("xrpo_submission", "xrpo", ("algorithm.xrpo.planning.mode=submission",), ranked=False),
     )
 }
 DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if v.ranked]
