@@ -1,5 +1,8 @@
 """One training step's rollouts in phases: plan, seed, submit, wait, read back.
 
+With ``planning.mode=submission`` the step has one phase, whose counts and seeded prompts come
+from each prompt's history (``core/history.py``, ``core/allocation.submission_counts``).
+
 The trainer hands over the step's prompt batch (a verl TensorDict with ``uid`` and ``raw_prompt``)
 and a ``submit`` function; this module decides what each phase generates and reports metrics.
 Every trajectory stays under its prompt's uid, so verl's replay buffer later hands the trainer all
@@ -227,8 +230,8 @@ class PhasedRollout:
         else:
             counts = self.planner.base_counts(len(uids), np.array([r.skipped for r in records], dtype=bool))
             budgets = self.planner.phase_budgets(len(uids), int(counts.sum()))
-        # Sessions asked for so far, per prompt: the next phase numbers its sessions from here, so a
-        # failed session's id is never reused.
+        # counts: sessions asked for so far, per prompt; the next phase numbers its sessions from
+        # there, so a failed session's id is never reused.
         rows = np.arange(len(uids))
         self._submit(batch, records, flight, rows, counts, np.zeros_like(counts), first_seeded, step, 1)
         zero_variance_before = math.nan
