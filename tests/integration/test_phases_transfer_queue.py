@@ -549,3 +549,22 @@ def test_a_prompt_that_failed_everything_last_visit_is_seeded_from_the_start(ver
     assert second.metrics["xrpo/budget/seeding_rollouts"] >= 2
     assert second.metrics["xrpo/seeding/prompts_with_seeded_success"] == 1  # the scripted loop's seeded rate
     tq.kv_clear(keys=keys, partition_id="train")
+
+
+def test_seeded_groups_past_seedings_share_are_drawn_as_any_other(verl_config, manager):
+    bank = ExemplarBank(max_size=100)
+    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    rates = [0.0, 0.0, 0.0, 0.5]
+    names = ["nails", "bolts", "screws", "washers"]
+    history = PromptHistory()
+    # a share of a tenth of the step's 24 rollouts holds one seeded group
+    settings = {"planning": {"mode": "submission", "ucb_lambda": 0.01}, "seeding": {"max_budget_share": 0.1}}
+    run_step(verl_config, manager, 45, rates, names, bank=bank, history=history, **settings)
+    tq.kv_clear(keys=sample_all(verl_config, len(names), step=45), partition_id="train")
+
+    _, second = run_step(verl_config, manager, 46, rates, names, bank=bank, history=history, **settings)
+    tq.kv_clear(keys=sample_all(verl_config, len(names), step=46), partition_id="train")
+    assert second.metrics["xrpo/seeding/prompts_seeded"] == 1
+    # the seeding experiment's treated arm is the seeded group, not the groups the share left out
+    assert second.metrics["xrpo/seeding/treated_rollouts"] == second.metrics["xrpo/seeding/seeded_rollouts"]
+    assert second.metrics["xrpo/budget/seeding_rollouts"] == second.metrics["xrpo/seeding/seeded_rollouts"]

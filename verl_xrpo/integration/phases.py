@@ -319,12 +319,14 @@ class PhasedRollout:
             step=step,
             rollouts_drawn=rollouts_drawn,
         )
-        # seeding's share of the step: the seeded groups that fit in it, in batch order (one at least)
+        # seeding's share of the step: the seeded groups that fit in it, in batch order (one at least);
+        # a group left out is drawn as any other, not as the seeding experiment's treated arm
         cap = int(self.settings.seeding.max_budget_share * self.planner.step_budget(len(records)))
         reserved = np.zeros(len(records), dtype=np.int64)
         for row in sorted(seeded):
             if reserved.sum() and reserved.sum() + counts[row] > cap:
                 del seeded[row]
+                records[row].qualified = False
             else:
                 reserved[row] = counts[row]
         timing["planning"] += time.perf_counter() - start
