@@ -34,11 +34,11 @@ from typing import Any
 
 from recipe.xrpo.scale_model import tasks
 from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
+from verl_xrpo.preflight import EXIT_CODE as CONFIG_ERROR  # main_ppo's, for a config mistake
 
 ESTIMATORS = ("xrpo", "grpo")
 REWARD_FILE = Path(__file__).with_name("reward.py")
 LOG_TAIL_LINES = 40
-CONFIG_ERROR = 2  # the exit code of main_ppo's preflight, as argparse's for a usage error
 
 
 @dataclass(frozen=True)
@@ -163,13 +163,11 @@ def config_problems(run: ScaleModelRun, extra: Sequence[str]) -> list[str]:
 
     Checked before the warm start exists, so the prompt-length check, which needs the model's
     tokenizer, is left to ``main_ppo``'s own preflight."""
-    from verl_xrpo.preflight import EXIT_CODE
-
     command = [sys.executable, "-m", "verl_xrpo.preflight", *run.overrides(), *extra]
     done = subprocess.run(command, capture_output=True, text=True, env=verl_environment(run.paths))
     if done.returncode == 0:
         return []
-    if done.returncode == EXIT_CODE:
+    if done.returncode == CONFIG_ERROR:
         return done.stdout.strip().splitlines()
     last = (done.stderr.strip().splitlines() or ["no output"])[-1]
     return [f"verl-xrpo: the config check failed (exit code {done.returncode}): {last}"]
@@ -345,7 +343,7 @@ def train(run: ScaleModelRun, extra: Sequence[str], echo=print) -> Summary:
     started = time.monotonic()
     echo(f"starting verl (log: {paths.log}) ...")
     with paths.log.open("a") as log:
-        run_start = paths.log.stat().st_size if paths.log.exists() else 0
+        run_start = paths.log.stat().st_size  # where this run's part of the log begins
         log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
         log.flush()
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=paths.root)
