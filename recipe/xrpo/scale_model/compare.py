@@ -103,6 +103,12 @@ class Schedule:
     warm_start: str
     settings: tuple[str, ...] = ()
     warm_model_dir: Path | None = None  # a built warm start to share (another comparison's)
+    heldout_seed: int | None = None  # one held-out set for every seed (else each seed's own)
+    save_every: int = 0  # checkpoint every N steps (0: at the end), for curves evaluated afterwards
+
+    def heldout_rows(self, seed: int) -> list[dict[str, Any]]:
+        held_seed = seed if self.heldout_seed is None else self.heldout_seed
+        return tasks.generate_rows(self.task, "val", self.val_size, held_seed)
 
     @property
     def val_key(self) -> str:
@@ -161,7 +167,9 @@ def cell_run(cell: Cell, schedule: Schedule) -> ScaleModelRun:
         task=schedule.task,
         prompts_per_step=schedule.prompts_per_step,
         val_size=schedule.val_size,
+        val_seed=schedule.heldout_seed,
         train_size=schedule.train_size,
+        save_freq=schedule.save_every,
         model_dir=warm_model(cell.out, schedule),
     )
 
@@ -187,13 +195,20 @@ def train_cell(cell: Cell, schedule: Schedule) -> int:
     cell.folder.mkdir(parents=True)
     run = cell_run(cell, schedule)
     prepare(run)
-    extra = [*cell.variant.overrides, *VALIDATION, f"trainer.test_freq={schedule.val_every}"]
+    extra = [*cell.variant.overrides, *validation(schedule.val_every)]
     extra += [f"trainer.rollout_data_dir={cell.rollouts}", *schedule.settings]
     label = f"[{cell.variant.name} seed {cell.seed}]"
     summary = train(run, extra, echo=lambda line: print(f"{label} {line}", flush=True))
     if summary.exit_code == 0:
         write_rollout_table(cell.rollouts, cell.rollout_table)
     return summary.exit_code
+
+
+def validation(every: int) -> list[str]:
+    """verl's own validation every ``every`` steps; 0 turns it off (curves evaluate checkpoints)."""
+    if every == 0:
+        return ["trainer.val_before_train=false", "trainer.test_freq=-1"]
+    return [*VALIDATION, f"trainer.test_freq={every}"]
 
 
 def start_folder(out: Path, seed: int) -> Path:
@@ -590,13 +605,7 @@ def report(out: Path, cells: list[Cell], schedule: Schedule) -> dict[str, Any]:
     starts = {s: r["scores"]["all"] for s, r in start_scores.items()}
     finals: dict[str, dict[int, dict]] = defaultdict(dict)
     levels: dict[str, dict[int, dict[str, float] | None]] = defaultdict(dict)
-    val_levels = {
-        s: [
-            row["extra_info"]["difficulty"]
-            for row in tasks.generate_rows(schedule.task, "val", schedule.val_size, s)
-        ]
-        for s in seeds
-    }
+    val_levels = {s: [row["extra_info"]["difficulty"] for row in schedule.heldout_rows(s)] for s in seeds}
     levels[START] = {s: pass1_by_level(r, val_levels[s]) for s, r in start_scores.items()}
     for cell in cells:
         scores = read_scores(cell.folder / "eval.json")

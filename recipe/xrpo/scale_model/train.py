@@ -96,6 +96,7 @@ class ScaleModelRun:
     rollouts_per_prompt: int = 8  # GRPO's rollout.n, so the step's budget with prompts_per_step
     train_size: int = 256
     val_size: int = 32
+    val_seed: int | None = None  # held-out prompts drawn with this seed instead of ``seed``
     save_freq: int = 0  # 0: only at the end
     model_dir: Path | None = None  # an existing model folder instead of the warm-started one
 
@@ -137,7 +138,8 @@ def prepare_data(run: ScaleModelRun) -> str | None:
     tasks.write_parquet(
         tasks.generate_rows(run.task, "train", run.train_size, seed=run.seed), run.paths.train_data
     )
-    tasks.write_parquet(tasks.generate_rows(run.task, "val", run.val_size, seed=run.seed), run.paths.val_data)
+    val_seed = run.seed if run.val_seed is None else run.val_seed
+    tasks.write_parquet(tasks.generate_rows(run.task, "val", run.val_size, seed=val_seed), run.paths.val_data)
     return f"{run.task} data ({run.train_size} train, {run.val_size} validation prompts)"
 
 
@@ -235,6 +237,8 @@ class Summary:
     exit_code: int = 0
     # Step times compare only between runs on one kind of machine (these differ up to 3-4x).
     machine: str = ""
+    # Seconds compare only within one session: this machine's boot, as the kernel names it.
+    boot_id: str = ""
     error: str = ""  # a failed run's own error line (XRPO's if it has one)
 
     def lines(self) -> list[str]:
@@ -270,6 +274,13 @@ def cpu_model() -> str:
     return f"{names[0].strip()} x{len(names)}" if names else ""
 
 
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 def summarize(
     records: Iterable[dict[str, Any]], run: ScaleModelRun, wall_seconds: float, exit_code: int
 ) -> Summary:
@@ -283,6 +294,7 @@ def summarize(
         wall_seconds,
         exit_code=exit_code,
         machine=cpu_model(),
+        boot_id=boot_id(),
     )
     summary.step_seconds = [by_step[s]["timing_s/step"] for s in steps]
     scores = [by_step[s]["critic/score/mean"] for s in steps if "critic/score/mean" in by_step[s]]
