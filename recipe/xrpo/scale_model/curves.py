@@ -223,16 +223,6 @@ def crossing(curve: Curve, threshold: float, axis: dict[int, float] | None = Non
     return None
 
 
-def mean_ci95(values: Sequence[float]) -> tuple[float | None, list[float] | None]:
-    if not values:
-        return None, None
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    return mean, [mean - half, mean + half]
-
-
 def median_censored(values: Sequence[float | None]) -> float | None:
     """Median with censored values (None) counted as later than every observed one; None when
     half or more are censored (the median is then beyond the run)."""
@@ -262,7 +252,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m recipe.xrpo.scale_model.curves", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("action", choices=["run", "power"])
+    parser.add_argument("action", choices=["run", "report", "power"])
     parser.add_argument("--out", type=Path, default=Path("results/curves"))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS_DEFAULT))
@@ -290,9 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         plan = schedule(args.set, args.warm_model.resolve())
         return 1 if run(out, args.variants, args.seeds, plan, args.samples) else 0
-    from recipe.xrpo.scale_model.curves_report import power
+    from recipe.xrpo.scale_model.curves_report import power, report
 
-    return power(args.runs)
+    if args.action == "power":
+        return power(args.runs)
+    return report(out, args.variants, args.seeds)
 
 
 if __name__ == "__main__":
