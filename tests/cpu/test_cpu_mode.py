@@ -226,3 +226,45 @@ def test_activation_before_verl_is_imported_registers_the_platform():
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "cpu"
     assert "failed to register" not in done.stderr
+
+
+def test_vllm_loads_the_cpu_patches_through_its_own_plugin_hook():
+    # verl's rollout server imports verl before vLLM, so only vLLM's hook reaches its processes
+    plugins = {e.name: e.value for e in metadata.entry_points(group="vllm.general_plugins")}
+    assert plugins.get("verl_xrpo_cpu") == "verl_xrpo.cpu.vllm_plugin:register"
+
+
+@pytest.mark.cpu_mode
+def test_the_async_trainers_pause_call_reaches_vllm_as_its_mode(monkeypatch):
+    # verl 0.9.1 aborts in-flight requests with a keyword vLLM 0.32 no longer takes
+    import asyncio
+
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from verl_xrpo.cpu.vllm_plugin import register
+
+    monkeypatch.setattr(AsyncLLM, "pause_generation", AsyncLLM.pause_generation)  # restored afterwards
+    register()
+    register()  # idempotent: a second load wraps nothing twice
+    calls = []
+
+    class EngineCore:
+        async def pause_scheduler_async(self, mode, clear_cache):
+            calls.append((mode, clear_cache))
+
+    class Renderer:
+        async def clear_mm_cache_async(self):
+            pass
+
+    class Engine(AsyncLLM):  # vLLM's own method, on a stand-in for the engine process
+        def __del__(self):
+            pass
+
+    engine = Engine.__new__(Engine)
+    engine.engine_core, engine.renderer = EngineCore(), Renderer()
+    asyncio.run(engine.pause_generation(wait_for_inflight_requests=False, clear_cache=True))
+    asyncio.run(engine.pause_generation(wait_for_inflight_requests=True, clear_cache=False))
+    asyncio.run(engine.pause_generation(mode="keep"))
+    assert calls == [("abort", True), ("wait", False), ("keep", True)]
+    with pytest.raises(TypeError, match="not both"):
+        asyncio.run(engine.pause_generation(wait_for_inflight_requests=True, mode="abort"))

@@ -19,7 +19,14 @@
    balanced mixes, so a micro-batch's padding follows its own rows. The gradient does not
    change: verl normalises each micro-batch's loss by the whole mini-batch's token count.
    The split of a batch between data-parallel ranks stays verl's own.
-(A GPU run never loads this file.)
+5. verl's asynchronous trainers abort in-flight requests before each update with
+   ``AsyncLLM.pause_generation(wait_for_inflight_requests=False)``; vLLM 0.32 (the CPU build
+   installed here) replaced that keyword with ``mode``, and the call fails. The wrapper maps it as
+   vLLM's own deprecation did (``False`` -> ``mode="abort"``, ``True`` -> ``mode="wait"``): abort
+   the requests, return their partial outputs, pause. verl resumes each aborted request from its
+   partial tokens after the update, as it does on GPUs.
+Patches 2 and 5 belong in vLLM's processes, which ``verl_xrpo.cpu.vllm_plugin`` reaches through
+vLLM's own plugin hook. (A GPU run never loads this file.)
 """
 
 from __future__ import annotations
@@ -42,7 +49,12 @@ def apply_patches() -> None:
     _quick_replay_poll()
     _similar_length_micro_batches()
     if "vllm" in sys.modules:  # only the vLLM engine's own processes; never import vLLM elsewhere
-        _live_weight_linear()
+        apply_vllm_patches()
+
+
+def apply_vllm_patches() -> None:
+    _live_weight_linear()
+    _pause_generation_keyword()
 
 
 def _single_gloo_backend() -> None:
@@ -73,6 +85,29 @@ def _live_weight_linear() -> None:
 
     setattr(keep_live_weights, _PATCHED, True)
     layer_utils.dispatch_cpu_unquantized_gemm = keep_live_weights
+
+
+def _pause_generation_keyword() -> None:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    original = AsyncLLM.pause_generation
+    if getattr(original, _PATCHED, False):
+        return
+    if "wait_for_inflight_requests" in inspect.signature(original).parameters:
+        return  # a vLLM that still takes the keyword needs nothing
+
+    @functools.wraps(original)
+    async def pause_generation(
+        self: AsyncLLM, *, wait_for_inflight_requests: bool | None = None, **kwargs: Any
+    ) -> Any:
+        if wait_for_inflight_requests is not None:
+            if "mode" in kwargs:
+                raise TypeError("pause_generation takes mode or wait_for_inflight_requests, not both")
+            kwargs["mode"] = "wait" if wait_for_inflight_requests else "abort"
+        return await original(self, **kwargs)
+
+    setattr(pause_generation, _PATCHED, True)
+    AsyncLLM.pause_generation = pause_generation
 
 
 def _quick_replay_poll() -> None:
