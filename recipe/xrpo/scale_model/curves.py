@@ -56,7 +56,7 @@ SETTINGS = (
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=128",
 )
 # what a committed cell keeps of verl's per-step metrics: the report's inputs, not the rest
-KEPT_METRICS = ("timing_s/", "response_length/mean", "critic/score/mean", "xrpo/")
+KEPT_METRICS = ("timing_s/", "response_length/mean", "critic/score/mean", "xrpo/", "val-core/")
 
 
 def schedule(settings: Sequence[str], warm_model: Path | None) -> Schedule:
@@ -110,7 +110,7 @@ def evaluate_curve(cell: Cell, samples: int) -> int:
     for step, point in zip(CURVE_STEPS, report["points"], strict=True):
         point["step"] = step
         point["model"] = str(Path(point["model"]).relative_to(cell.folder))
-    out.write_text(json.dumps(report, indent=1))
+    out.write_text(json.dumps(report))  # compact: 16 samples x 256 prompts per point
     out.with_suffix(".partial").unlink()
     return 0
 
