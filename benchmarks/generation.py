@@ -7,7 +7,9 @@ benchmark puts numbers on that with a model of a continuous-batching engine, and
 overlapped schedule, which plans the next phase once a share of the current one's rollouts is in,
 so new work fills the slots the tail leaves idle. As in the trainer
 (``algorithm.xrpo.planning.overlap_share``), a prompt may get new rollouts while its earlier ones
-still run; they count towards its n and its cap.
+still run; they count towards its n and its cap. And it measures ``planning.mode=submission``:
+every prompt's rollout count decided before the step generates, from the prompt's earlier visits,
+so the step makes one submission and waits for one tail, as GRPO does.
 
 The models:
 
@@ -19,9 +21,21 @@ The models:
   memory-bound: an iteration costs little more with more sequences); prefill is left out;
   requests go to the server with the fewest outstanding requests, as verl's server manager does;
 - rewards: per-prompt success rates from ``allocation.MIXTURES``, allocation by XRPO's own planner
-  with seeding's share (``allocation.py`` describes the allocation benchmark itself).
+  with seeding's share (``allocation.py`` describes the allocation benchmark itself);
+- the submission's history (``LastVisit``): each prompt has exactly one earlier visit, ``gap``
+  steps before this one (default 8: 256 training prompts, 32 a step, as in ``benchmarks.epochs``),
+  of ``rollout.n`` rollouts (GRPO's counts, what a first epoch under ``planning.mode=submission``
+  draws), at the success rate the prompt had then: this step's rate with its logit moved back by
+  a drift of N(mean, sd^2) a step over the gap (default ``benchmarks.epochs``' fit to the
+  scale-model traces, N(+0.03, 0.2^2) a step, so N(+0.24, 0.57^2) over 8 steps). That visit is
+  recorded into the library's ``PromptHistory`` (its prior mix: these visits' alone) and the step
+  planned by its ``submission_counts`` at the defaults, seeding included: a prompt whose visit
+  failed every rollout is drawn seeded as a whole group, within seeding's share of the step, as
+  the trainer does. Every prompt has been seen, once: a second epoch, not a first (where the
+  submission is GRPO's allocation) nor a later one (where the history holds more, older visits).
 
     python -m benchmarks.generation            # table of medians: time ratio, useful share
+    python -m benchmarks.generation --visit-gap 2 --drift-sd 0.1   # a fresher history
 
 A model of an engine, not a measurement of one: ratios, not seconds, are what it is for.
 """
@@ -44,11 +58,17 @@ from benchmarks.allocation import (
     score,
     sources_from_arguments,
 )
+from benchmarks.epochs import Drift
 from verl_xrpo.config import PlanningConfig, SeedingConfig
-from verl_xrpo.core.allocation import PromptCounts, later_phase_grants
+from verl_xrpo.core.allocation import PromptCounts, later_phase_grants, submission_counts
+from verl_xrpo.core.history import PromptHistory
 from verl_xrpo.core.planner import RolloutPlanner
 
 BUILT = "xrpo (phases as built)"  # the barrier schedule, which the others' useful share is set against
+SUBMISSION = "xrpo submission (planned from history)"  # planning.mode=submission
+# benchmarks.epochs' drift of largest likelihood on the scale-model traces (2026-12-07, 12,776 visit
+# pairs; results/epochs/allocation.json): logit p moves by N(+0.03, 0.2^2) a step between visits
+TRACE_DRIFT = Drift(mean=0.03, sd=0.2)
 
 
 @dataclass(frozen=True)
@@ -126,9 +146,25 @@ class EngineRun:
 
 
 @dataclass(frozen=True)
+class LastVisit:
+    """The submission schedule's history: each prompt's one earlier visit, ``gap`` steps back."""
+
+    drift: Drift = TRACE_DRIFT  # of logit p, a step
+    gap: int = 8
+
+    def rates(self, rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The success rates of the earlier visit: this step's, their logit moved back by the drift
+        over the gap (this step's = then + N(mean x gap, sd^2 x gap))."""
+        clipped = np.clip(rates, 1e-6, 1 - 1e-6)
+        moved = rng.normal(self.drift.mean * self.gap, self.drift.sd * np.sqrt(self.gap), size=len(rates))
+        return 1 / (1 + np.exp(moved - np.log(clipped / (1 - clipped))))
+
+
+@dataclass(frozen=True)
 class StepResult:
     seconds: float
     rollouts: int
+    submissions: int  # generation calls: one for GRPO and the submission, one a phase otherwise
     useful_share: float
     slot_utilisation: float  # busy sequence slots over all slots while the step ran
     clipped_share: float
@@ -145,8 +181,10 @@ def run_step(
     engine: Engine,
     rng: np.random.Generator,
     seeded_success: float = 0.0,
+    last_visit: LastVisit | None = None,
 ) -> StepResult:
-    """One step's generation: GRPO when ``planning`` is None, else XRPO's phases.
+    """One step's generation: GRPO when ``planning`` is None, XRPO's one submission planned from
+    history when ``planning.mode`` is 'submission' (``last_visit``: the history), else its phases.
 
     XRPO plans the next phase once ``overlap_share`` of the current phase's rollouts are
     in (1.0: after all of them, the barrier as built). Prompts with rollouts still running are
@@ -154,6 +192,8 @@ def run_step(
     Rollouts of a prompt that has failed every rollout in so far (one at least; under the barrier,
     all of its rollouts) are drawn seeded, as the trainer draws them: they succeed with
     ``max(p, seeded_success)``, and the first later phase holds seeding's share for such prompts.
+    In a submission the seeded prompts are those whose earlier visit failed every rollout, their
+    whole group drawn seeded.
     """
     num_prompts = len(rates)
     prompt_scale = np.exp(rng.normal(0.0, lengths.prompt_sigma, size=num_prompts))
@@ -163,10 +203,14 @@ def run_step(
     reward: list[float] = []
     done: list[bool] = []
     all_lengths: list[float] = []
+    submissions = 0
 
-    def submit(counts: np.ndarray) -> list[int]:
+    def submit(counts: np.ndarray, seeded: np.ndarray | None = None) -> list[int]:
+        """``seeded``: prompts drawn seeded (default: those failing every rollout so far)."""
+        nonlocal submissions
+        submissions += 1
         first = len(owner)
-        unsolved = failing_so_far(progress()[0])
+        unsolved = failing_so_far(progress()[0]) if seeded is None else seeded
         for q, count in enumerate(counts):
             rate = seeded_rates[q] if planning is not None and unsolved[q] else rates[q]
             correct = rng.uniform(size=int(count)) < rate
@@ -203,6 +247,8 @@ def run_step(
 
     if planning is None:
         wait_for(submit(np.full(num_prompts, rollout_n)), 1.0)
+    elif planning.mode == "submission":
+        wait_for(submit(*plan_submission(rates, rollout_n, step, planning, seeding, last_visit, rng)), 1.0)
     else:
         planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
         phase = submit(planner.base_counts(num_prompts))
@@ -222,10 +268,48 @@ def run_step(
     return StepResult(
         seconds=sim.now,
         rollouts=len(owner),
+        submissions=submissions,
         useful_share=score(StepOutcome(groups))["useful_share"],
         slot_utilisation=sim.busy_slot_seconds / (sim.now * slots),
         clipped_share=float(np.mean(np.array(all_lengths) >= lengths.max_len)),
     )
+
+
+def plan_submission(
+    rates: np.ndarray,
+    rollout_n: int,
+    step: int,
+    planning: PlanningConfig,
+    seeding: SeedingConfig,
+    last_visit: LastVisit | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each prompt's rollouts and whether they are drawn seeded, as the trainer plans a step in
+    ``planning.mode=submission`` (``integration/phases.py``), every prompt's exemplars fitting: its
+    earlier visit recorded into a ``PromptHistory``, the counts from ``submission_counts``."""
+    last_visit = last_visit or LastVisit()
+    planner = RolloutPlanner(planning, rollouts_per_prompt=rollout_n)
+    history = PromptHistory(decay=planning.history_decay)
+    questions = [f"prompt {q}" for q in range(len(rates))]
+    for question, rate in zip(questions, last_visit.rates(rates, rng), strict=True):
+        history.record(question, (rng.uniform(size=rollout_n) < rate).astype(float))
+    failed_last = np.array([seeding.enable and history.failed_all(q) for q in questions], dtype=bool)
+    counts = submission_counts(
+        planner,
+        history.estimate(questions),
+        np.array([history.seen(q) for q in questions], dtype=bool),
+        seeded=failed_last,
+        seeded_floor=seeding.rollouts_per_prompt,
+        step=step,
+    )
+    # seeding's share of the step, as the trainer caps it: the seeded groups that fit, in batch
+    # order (one at least); a group left out is drawn unseeded at its count
+    cap = int(seeding.max_budget_share * planner.step_budget(len(rates)))
+    seeded = np.zeros(len(rates), dtype=bool)
+    for q in np.flatnonzero(failed_last):
+        used = int(counts[seeded].sum())
+        seeded[q] = not used or used + counts[q] <= cap
+    return counts, seeded
 
 
 def benchmark(
@@ -239,11 +323,13 @@ def benchmark(
     seed: int,
     phase_counts: tuple[int, ...] = (),
     seeded_success: float = 0.0,
+    last_visit: LastVisit | None = None,
 ) -> dict[str, dict[str, float]]:
     """Medians over ``draws`` steps; every schedule sees the same prompts in each draw.
 
     ``phase_counts``: other values of ``planning.num_phases`` to run with the barrier, beside the
-    default's. ``seeded_success``: ``run_step``'s.
+    default's. ``seeded_success``: ``run_step``'s. ``last_visit``: the history of the submission
+    schedule (``planning.mode=submission``), run last; None leaves it out.
     """
     # name -> (planning, overlap share); GRPO has no planning
     schedules: dict[str, tuple[PlanningConfig | None, float]] = {
@@ -255,6 +341,8 @@ def benchmark(
             schedules[f"xrpo, {count} phases"] = (PlanningConfig(num_phases=count), 1.0)
     for share in overlap_shares:
         schedules[f"xrpo overlap {share:.2f}"] = (PlanningConfig(), share)
+    if last_visit is not None:
+        schedules[SUBMISSION] = (PlanningConfig(mode="submission"), 1.0)
     rng = np.random.default_rng(seed)
     rows: dict[str, list[StepResult]] = {name: [] for name in schedules}
     for step in range(1, draws + 1):
@@ -271,6 +359,7 @@ def benchmark(
                 engine,
                 np.random.default_rng([seed, step]),
                 seeded_success,
+                last_visit,
             )
             rows[name].append(result)
     grpo_seconds = np.array([r.seconds for r in rows["grpo"]])
@@ -332,6 +421,24 @@ def main(argv: list[str] | None = None) -> int:
     for model in models:  # one flag per field of the length and engine models, their defaults
         for field, default in vars(model).items():
             parser.add_argument(f"--{field.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument(
+        "--visit-gap",
+        type=int,
+        default=LastVisit().gap,
+        help="steps between a prompt's earlier visit and this one, for the submission (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--drift-mean",
+        type=float,
+        default=TRACE_DRIFT.mean,
+        help="mean change of logit p a step between visits (default: %(default)s, fitted to the traces)",
+    )
+    parser.add_argument(
+        "--drift-sd",
+        type=float,
+        default=TRACE_DRIFT.sd,
+        help="sd of the change of logit p a step between visits (default: %(default)s, fitted to the traces)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
@@ -342,9 +449,18 @@ def main(argv: list[str] | None = None) -> int:
     for share in args.overlap:
         if not 0.0 < share <= 1.0:
             parser.error(f"--overlap {share}: a share of the phase's rollouts, in (0, 1]")
+    if args.visit_gap < 1 or args.drift_sd < 0:
+        parser.error("--visit-gap must be at least 1 and --drift-sd at least 0")
+    last_visit = LastVisit(Drift(args.drift_mean, args.drift_sd), args.visit_gap)
     print(
         f"{args.prompts} prompts x {args.rollout_n} rollouts per step, {args.draws} draws, medians;"
         f" seeded rollouts succeed with max(p, {args.seeded_success}); {lengths}; {engine}"
+    )
+    gap, drift = last_visit.gap, last_visit.drift
+    print(
+        f"{SUBMISSION}: one earlier visit of {args.rollout_n} rollouts per prompt, {gap} steps back;"
+        f" logit p then = now - N({drift.mean * gap:+.2f}, {drift.sd * np.sqrt(gap):.2f}^2)"
+        f" (drift N({drift.mean:+.3f}, {drift.sd:.3f}^2) a step)"
     )
     for source in sources:
         table = benchmark(
@@ -358,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             tuple(args.phases),
             args.seeded_success,
+            last_visit,
         )
         print(f"responses at the {lengths.max_len}-token cut: {table['grpo']['clipped_share']:.1%}")
         print("\n".join(format_table(source.name, table)))

@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 
 from benchmarks.allocation import MIXTURES
-from benchmarks.generation import Engine, EngineRun, Lengths, benchmark, main, run_step
+from benchmarks.epochs import Drift
+from benchmarks.generation import (
+    SUBMISSION,
+    Engine,
+    EngineRun,
+    LastVisit,
+    Lengths,
+    benchmark,
+    main,
+    plan_submission,
+    run_step,
+)
 from verl_xrpo.config import PlanningConfig, SeedingConfig
 
 
@@ -139,3 +150,50 @@ def test_cli_runs_recorded_rates_alone(tmp_path, capsys):
         main([*args, "--mixtures"])  # nothing left to run
     with pytest.raises(SystemExit):
         main([*args, "--seeded-success", "1.5"])
+
+
+def test_the_submission_generates_once_at_grpos_budget_and_waits_no_longer_than_the_phases():
+    """planning.mode=submission: one generation call a step, the step's prompts x rollout.n
+    rollouts, so one tail to wait for where the phases wait for three."""
+    for seed in range(3):
+        rates = np.random.default_rng(seed).beta(0.5, 0.5, size=64)
+        common = dict(rates=rates, rollout_n=8, step=1, overlap_share=1.0, seeding=SeedingConfig())
+        common |= dict(lengths=Lengths(), engine=Engine())
+        submission = run_step(
+            planning=PlanningConfig(mode="submission"), rng=np.random.default_rng([seed, 1]), **common
+        )
+        built = run_step(planning=PlanningConfig(), rng=np.random.default_rng([seed, 1]), **common)
+        assert submission.submissions == 1 and built.submissions == 3
+        assert submission.rollouts == built.rollouts == 64 * 8
+        assert submission.seconds <= built.seconds
+
+
+def test_the_submission_plans_from_the_earlier_visit():
+    """With no drift the earlier visit is drawn at today's rates: a prompt never solved failed it and
+    is seeded, and the prompts whose visit was mixed get most of the budget."""
+    rates = np.array([0.0] * 4 + [1.0] * 4 + [0.5] * 8)
+    counts, seeded = plan_submission(
+        rates,
+        8,
+        1,
+        PlanningConfig(mode="submission"),
+        SeedingConfig(),
+        LastVisit(Drift(0.0, 0.0), gap=8),
+        np.random.default_rng(0),
+    )
+    assert counts.sum() == 16 * 8 and counts.max() <= 16
+    assert seeded.tolist() == [True] * 4 + [False] * 12
+    assert counts[:8].max() < 8 < counts[8:].min()
+
+
+def test_the_table_has_a_submission_row_when_given_a_history(capsys):
+    mixture = next(m for m in MIXTURES if m.name == "math_hard")
+    table = benchmark(mixture, 3, 32, 8, Lengths(), Engine(), (), seed=0, last_visit=LastVisit())
+    assert list(table) == ["grpo", "xrpo (phases as built)", SUBMISSION]
+    # one call at GRPO's budget: GRPO's time, and a better useful share than GRPO's from its history
+    assert table[SUBMISSION]["vs_grpo"] < table["xrpo (phases as built)"]["vs_grpo"]
+    assert table[SUBMISSION]["useful_share"] > table["grpo"]["useful_share"]
+    assert main(["--draws", "1", "--prompts", "8", "--mixtures", "math_hard", "--visit-gap", "2"]) == 0
+    assert "2 steps back" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--visit-gap", "0"])
