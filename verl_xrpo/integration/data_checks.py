@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from verl_xrpo.integration.phases import question_text
+from verl_xrpo.integration.prompts import question_text
 
 
 class XRPODataError(ValueError):

@@ -21,8 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,14 +31,21 @@ from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.config import XRPOConfig
-from verl_xrpo.core.allocation import PromptCounts, later_phase_grants, submission_counts
+from verl_xrpo.core.allocation import later_phase_grants
 from verl_xrpo.core.bank import ExemplarBank
 from verl_xrpo.core.history import PromptHistory
 from verl_xrpo.core.planner import RolloutPlanner
-from verl_xrpo.core.seeding import build_seeded_messages
 from verl_xrpo.integration import transfer_queue as xtq
+from verl_xrpo.integration.prompts import (
+    PromptRecord,
+    prompt_counts,
+    question_text,
+    step_metrics,
+    zero_variance_share,
+)
 from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY, SESSION_OFFSET_KEY, SUBMISSION_KEY
 from verl_xrpo.integration.rollout import SubmissionNews
+from verl_xrpo.integration.submission import Seeding, plan_submission
 
 logger = logging.getLogger(__name__)
 
@@ -47,53 +53,6 @@ logger = logging.getLogger(__name__)
 NEWS_WAIT_SECONDS = 1.0
 # How often a phase that is still generating is logged.
 PROGRESS_LOG_SECONDS = 60.0
-
-
-def question_text(messages: Sequence[dict[str, Any]] | str) -> str:
-    """The text a prompt asks: its last user message (or the string itself)."""
-    if isinstance(messages, str):
-        return messages
-    for message in reversed(list(messages)):
-        if message.get("role") == "user":
-            content = message.get("content", "")
-            return content if isinstance(content, str) else str(content)
-    return ""
-
-
-@dataclass
-class PromptRecord:
-    uid: str
-    messages: list[dict[str, Any]]
-    question: str
-    correct: list[float] = field(default_factory=list)
-    seeded_sessions: int = 0
-    seeded_correct: int = 0
-    # Failed all of phase 1 and had exemplars that fit; in the control arm it is sampled without them.
-    qualified: bool = False
-    control: bool = False
-    # Rollouts of the phase where seeding's lift is measured: the first later phase (phase 2), or the
-    # step's one submission in planning.mode 'submission'.
-    lift_sessions: int = 0
-    lift_correct: int = 0
-    # Rollouts asked for and not generated (a failed session, an agent loop without output).
-    missing: int = 0
-    # Rollouts asked for that are neither in nor known to be lost.
-    pending: int = 0
-    # A phase of this prompt failed (status "failure" or missing rollouts): it gets no more
-    # rollouts this step, since a failure that repeats (a reward that raises, a broken row) would
-    # take budget in every phase; its group keeps the rollouts that exist.
-    failed: bool = False
-    # Its rollouts all agreed the last time it was trained (planning.skip_agreed): it gets
-    # skip_agreed_base rollouts in phase 1, no seeding, and later rollouts only if the other
-    # prompts' caps cannot hold the budget.
-    skipped: bool = False
-
-    def snippet(self) -> str:
-        """The start of the question, quoted, for logs and errors."""
-        return repr(" ".join(self.question.split())[:60])
-
-    def label(self) -> str:
-        return f"{self.uid} {self.snippet()}"
 
 
 @dataclass
@@ -205,7 +164,7 @@ class PhasedRollout:
         self.planner = planner
         self.bank = bank if settings.seeding.enable else None
         self.tokenizer = tokenizer
-        self.max_prompt_tokens = max_prompt_tokens
+        self.seeding = Seeding(settings, self.bank, tokenizer, max_prompt_tokens)
         self.submit = submit
         self.news = news
         self.history = history if settings.planning.enable else None
@@ -225,7 +184,9 @@ class PhasedRollout:
         reserved, first_seeded = np.zeros(len(uids), dtype=np.int64), {}
         if self.submission:
             # one submission: every count, and which prompts are seeded, decided from earlier visits
-            counts, reserved, first_seeded = self._plan_submission(records, step, rollouts_drawn, timing)
+            counts, reserved, first_seeded = plan_submission(
+                records, self.history, self.planner, self.seeding, step, rollouts_drawn, timing
+            )
             budgets = []
         else:
             counts = self.planner.base_counts(len(uids), np.array([r.skipped for r in records], dtype=bool))
@@ -239,7 +200,7 @@ class PhasedRollout:
         for phase, budget in enumerate(budgets, start=2):
             self._collect(records, flight, flight.of_phase(last_phase), share, timing, step)
             if phase == 2:
-                zero_variance_before = _zero_variance_share(records)
+                zero_variance_before = zero_variance_share(records)
                 start = time.perf_counter()
                 reserved, first_seeded = self._seeding_share(records, budgets, step)
                 timing["retrieval"] += time.perf_counter() - start
@@ -261,7 +222,7 @@ class PhasedRollout:
             phases_run, last_phase = phases_run + 1, phase
         self._collect(records, flight, list(flight.submissions.values()), 1.0, timing, step)
         if math.isnan(zero_variance_before):
-            zero_variance_before = _zero_variance_share(records)
+            zero_variance_before = zero_variance_share(records)
         generated = sum(len(r.correct) for r in records)
         if generated == 0:
             raise RuntimeError(
@@ -296,42 +257,6 @@ class PhasedRollout:
         )
         return StepReport(metrics=metrics, rollouts=generated)
 
-    def _plan_submission(
-        self, records: list[PromptRecord], step: int, rollouts_drawn: int, timing: dict[str, float]
-    ) -> tuple[np.ndarray, np.ndarray, dict[int, list[dict]]]:
-        """``planning.mode`` 'submission': every prompt's count, seeding's rollouts per prompt, and the
-        seeded prompts' messages, from the history alone (next-visit seeding: a prompt whose last
-        visit failed every rollout is drawn under exemplars as a whole group)."""
-        assert self.history is not None  # the trainer keeps one whenever planning is on
-        start = time.perf_counter()
-        questions = [r.question for r in records]
-        failed_last = [row for row, q in enumerate(questions) if self.history.failed_all(q)]
-        seeded = self._arms(records, self._exemplar_messages(records, failed_last), step)
-        timing["retrieval"] += time.perf_counter() - start
-        start = time.perf_counter()
-        qualified = np.array([r.qualified for r in records], dtype=bool)
-        counts = submission_counts(
-            self.planner,
-            self.history.estimate(questions),
-            np.array([self.history.seen(q) for q in questions], dtype=bool),
-            seeded=qualified,
-            seeded_floor=self.settings.seeding.rollouts_per_prompt,
-            step=step,
-            rollouts_drawn=rollouts_drawn,
-        )
-        # seeding's share of the step: the seeded groups that fit in it, in batch order (one at least);
-        # a group left out is drawn as any other, not as the seeding experiment's treated arm
-        cap = int(self.settings.seeding.max_budget_share * self.planner.step_budget(len(records)))
-        reserved = np.zeros(len(records), dtype=np.int64)
-        for row in sorted(seeded):
-            if reserved.sum() and reserved.sum() + counts[row] > cap:
-                del seeded[row]
-                records[row].qualified = False
-            else:
-                reserved[row] = counts[row]
-        timing["planning"] += time.perf_counter() - start
-        return counts, reserved, seeded
-
     def _seeding_share(
         self, records: list[PromptRecord], budgets: list[int], step: int
     ) -> tuple[np.ndarray, dict[int, list[dict]]]:
@@ -344,31 +269,12 @@ class PhasedRollout:
         reserved = np.zeros(len(records), dtype=np.int64)
         if not budgets:
             return reserved, {}
-        seeded = self._arms(records, self._seeded_messages(records, np.arange(len(records))), step)
+        seeded = self.seeding.arms(records, self._seeded_messages(records, np.arange(len(records))), step)
         qualifying = [row for row, r in enumerate(records) if r.qualified]
         reserved[qualifying] = self.planner.seeding_share(
             len(qualifying), len(records), self.settings.seeding
         )
         return reserved, seeded
-
-    def _arms(
-        self, records: list[PromptRecord], seeded: dict[int, list[dict]], step: int
-    ) -> dict[int, list[dict]]:
-        """Every prompt with seeded messages qualifies; a random ``control_share`` of them is drawn
-        unseeded (the control arm). Returns the treated prompts' messages."""
-        qualifying = sorted(seeded)
-        for row in qualifying:
-            records[row].qualified = True
-        control_share = self.settings.seeding.control_share
-        if control_share > 0 and qualifying:
-            # The same step and prompts give the same arms, so a rerun of a step is reproducible.
-            rng = np.random.default_rng([step, zlib.crc32(" ".join(r.uid for r in records).encode())])
-            controls = rng.random(len(qualifying)) < control_share
-            for row, control in zip(qualifying, controls, strict=True):
-                if control:
-                    records[row].control = True
-                    del seeded[row]
-        return seeded
 
     def _seeded_messages(self, records: list[PromptRecord], rows: np.ndarray) -> dict[int, list[dict]]:
         """Seeded chat messages for the rows whose rollouts in so far all failed (where exemplars fit).
@@ -385,27 +291,7 @@ class PhasedRollout:
             and not records[row].failed
             and not records[row].skipped
         ]
-        return self._exemplar_messages(records, failing)
-
-    def _exemplar_messages(self, records: list[PromptRecord], rows: Sequence[int]) -> dict[int, list[dict]]:
-        """Seeded chat messages for ``rows`` from the bank, where exemplars are found and fit."""
-        # a question to match and to solve: an empty prompt is never a retrieval query
-        failing = [int(row) for row in rows if records[row].question.strip()]
-        if self.bank is None or len(self.bank) == 0 or not failing:
-            return {}
-        hits = self.bank.retrieve(
-            [records[row].question for row in failing], k=self.settings.seeding.num_exemplars
-        )
-        seeded = {}
-        for row, found in zip(failing, hits, strict=True):
-            if not found:
-                continue
-            messages = build_seeded_messages(
-                records[row].messages, [ex for ex, _ in found], self.tokenizer, self.max_prompt_tokens
-            )
-            if messages is not None:
-                seeded[row] = messages
-        return seeded
+        return self.seeding.exemplar_messages(records, failing)
 
     def _submit(
         self,
@@ -560,51 +446,3 @@ class PhasedRollout:
                 prompts,
                 "; ".join(faults[: xtq.SHOWN_PROMPTS]) + (" ..." if len(faults) > xtq.SHOWN_PROMPTS else ""),
             )
-
-
-def prompt_counts(records: list[PromptRecord]) -> PromptCounts:
-    """What the allocator needs to know of the step's prompts between phases."""
-    return PromptCounts(
-        [r.correct for r in records],
-        pending=np.array([r.pending for r in records], dtype=np.int64),
-        failed=np.array([r.failed for r in records], dtype=bool),
-        skipped=np.array([r.skipped for r in records], dtype=bool),
-    )
-
-
-def step_metrics(records: list[PromptRecord]) -> dict[str, float]:
-    """How the step's budget went, from every rollout's correctness (groups as they end the step)."""
-    sizes = np.array([len(r.correct) for r in records])
-    solved = np.array([sum(r.correct) for r in records])
-    mixed, all_fail = (solved > 0) & (solved < sizes), solved == 0
-    treated = [r for r in records if r.qualified and not r.control]
-    control = [r for r in records if r.qualified and r.control]
-    return {
-        "xrpo/rollouts_per_prompt/mean": float(sizes.mean()),
-        "xrpo/rollouts_per_prompt/min": float(sizes.min()),
-        "xrpo/rollouts_per_prompt/max": float(sizes.max()),
-        "xrpo/zero_variance_share/after_planning": _zero_variance_share(records),
-        "xrpo/budget/rollouts_mixed": float(sizes[mixed].sum()),
-        "xrpo/budget/rollouts_all_fail": float(sizes[all_fail].sum()),
-        "xrpo/budget/rollouts_all_correct": float(sizes[~mixed & ~all_fail].sum()),
-        # Rollouts in groups of mixed correctness (some right, some wrong): those carry a signal.
-        "xrpo/budget/mixed_group_rollout_share": float(sizes[mixed].sum() / max(sizes.sum(), 1)),
-        "xrpo/seeding/prompts_seeded": float(sum(r.seeded_sessions > 0 for r in records)),
-        "xrpo/seeding/seeded_rollouts": float(sum(r.seeded_sessions for r in records)),
-        "xrpo/seeding/seeded_successes": float(sum(r.seeded_correct for r in records)),
-        "xrpo/seeding/prompts_with_seeded_success": float(sum(r.seeded_correct > 0 for r in records)),
-        # Seeding's lift, as an experiment (seeding.control_share > 0): rollouts of prompts that
-        # qualified for seeding, with exemplars (treated) and without (control), in the phase where
-        # seeding acts (phase 2; in planning.mode 'submission' the step's one submission).
-        "xrpo/seeding/treated_rollouts": float(sum(r.lift_sessions for r in treated)),
-        "xrpo/seeding/treated_successes": float(sum(r.lift_correct for r in treated)),
-        "xrpo/seeding/control_rollouts": float(sum(r.lift_sessions for r in control)),
-        "xrpo/seeding/control_successes": float(sum(r.lift_correct for r in control)),
-        "xrpo/faults/failed_prompts": float(sum(r.failed for r in records)),
-        "xrpo/faults/missing_rollouts": float(sum(r.missing for r in records)),
-    }
-
-
-def _zero_variance_share(records: list[PromptRecord]) -> float:
-    groups = [r.correct for r in records if r.correct]
-    return float(np.mean([min(g) == max(g) for g in groups])) if groups else 0.0
