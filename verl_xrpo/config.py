@@ -47,6 +47,10 @@ def _as_typed(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+# planning settings of the in-step phases alone
+IN_STEP_SETTINGS = ("num_phases", "overlap_share", "skip_agreed")
+
+
 @dataclass(frozen=True)
 class PlanningConfig:
     """Hierarchical rollout planning (``docs/algorithm.md`` section 1)."""
@@ -54,8 +58,10 @@ class PlanningConfig:
     enable: bool = True
     # 'phases': the paper's in-step phases (one generation call per phase). 'submission', beyond the
     # paper: every prompt's count is decided before the step generates, from its earlier visits
-    # (one generation call per step); a prompt seen before gets at least skip_agreed_base.
-    mode: Literal["phases", "submission"] = "phases"
+    # (one generation call per step); a prompt seen before gets at least skip_agreed_base. 'auto':
+    # phases in XRPO's synchronous trainer, submission in verl's asynchronous ones (which train a
+    # group as soon as it is done, so there is no later phase to plan).
+    mode: Literal["auto", "phases", "submission"] = "auto"
     # Rollouts every prompt gets in phase 1 (in 'submission' mode: a prompt not seen before); below
     # 3 the Student-t quantile explodes (12.7 at n=2).
     n_base: int = 4
@@ -110,8 +116,10 @@ class PlanningConfig:
                 "must be finite and non-negative",
                 "Use 0 to switch the bonus off; the default is {default}.",
             )
-        if self.mode not in ("phases", "submission"):
-            raise _fail(p + "mode", self.mode, "is unknown", "Use 'phases' (the paper's) or 'submission'.")
+        if self.mode not in ("auto", "phases", "submission"):
+            raise _fail(
+                p + "mode", self.mode, "is unknown", "Use 'auto', 'phases' (the paper's) or 'submission'."
+            )
         if self.time_mode not in ("step", "rollouts"):
             raise _fail(p + "time_mode", self.time_mode, "is unknown", "Use 'step' or 'rollouts'.")
         if not 1 <= self.skip_agreed_base <= self.n_base:
@@ -137,14 +145,17 @@ class PlanningConfig:
             )
         if self.mode == "submission":
             # settings of the in-step phases, which this mode does not have
-            for name in ("num_phases", "overlap_share", "skip_agreed"):
-                if getattr(self, name) != _field(PlanningConfig, name).default:
-                    raise _fail(
-                        p + name,
-                        getattr(self, name),
-                        "sets the in-step phases, which planning.mode='submission' does not have",
-                        "Drop it, or use planning.mode=phases.",
-                    )
+            for name in self.changed_in_step_settings():
+                raise _fail(
+                    p + name,
+                    getattr(self, name),
+                    "sets the in-step phases, which planning.mode='submission' does not have",
+                    "Drop it, or use planning.mode=phases.",
+                )
+
+    def changed_in_step_settings(self) -> list[str]:
+        """The in-step phases' settings that differ from their defaults."""
+        return [n for n in IN_STEP_SETTINGS if getattr(self, n) != _field(PlanningConfig, n).default]
 
     @property
     def skips_agreed(self) -> bool:

@@ -42,7 +42,7 @@ def test_builds_and_says_what_is_on(verl_config, capsys):
     trainer = XRPOTrainer(config)
     printed = capsys.readouterr().out
     assert (
-        "planning:   on  mode=phases n_base=3" in printed
+        "planning:   on  mode=auto(phases) n_base=3" in printed
         and "seeding:    on" in printed
         and "sharpening: on" in printed
     )
@@ -50,6 +50,26 @@ def test_builds_and_says_what_is_on(verl_config, capsys):
     # verl's TaskRunner builds the agent-loop manager from this same config object afterwards.
     assert config.actor_rollout_ref.rollout.agent.agent_loop_manager_class == MANAGER_PATH
     assert trainer.planner.step_budget(4) == 4 * ROLLOUT_N
+
+
+def test_verl_async_mode_names_build_xrpos_trainer_for_xrpo_and_verls_for_grpo(verl_config, capsys):
+    from verl.trainer.ppo.v1 import get_trainer_cls
+    from verl.trainer.ppo.v1.trainer_colocate_async import PPOTrainerColocateAsync
+
+    from verl_xrpo.integration.async_trainer import XRPOColocateAsyncTrainer
+
+    config = trainer_config(verl_config, **{"trainer.v1.trainer_mode": "colocate_async"})
+    trainer = get_trainer_cls("colocate_async")(config=config)
+    assert type(trainer) is XRPOColocateAsyncTrainer
+    assert trainer.trainer_mode == "colocate_async"  # what verl's own branches expect
+    assert "planning:   on  mode=auto(submission)" in capsys.readouterr().out
+    # one submission per prompt, sessions from 0: verl's own agent-loop manager does
+    assert config.actor_rollout_ref.rollout.agent.agent_loop_manager_class != MANAGER_PATH
+
+    grpo = trainer_config(verl_config, **{"trainer.v1.trainer_mode": "colocate_async"})
+    with open_dict(grpo):
+        grpo.algorithm.adv_estimator = "grpo"
+    assert type(get_trainer_cls("colocate_async")(config=grpo)) is PPOTrainerColocateAsync
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,15 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from verl_xrpo.config import XRPOConfig, XRPOConfigError
+from verl_xrpo.config import XRPOConfig, XRPOConfigError, default_of
 from verl_xrpo.core.bank import BankFileError, read_curated_pairs
 from verl_xrpo.core.planner import RolloutPlanner
 from verl_xrpo.integration.estimator import ESTIMATOR_NAME, xrpo_settings
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
 from verl_xrpo.integration.request_keys import MANAGER_PATH
+
+# verl's asynchronous trainers, which XRPO runs in by their own names (integration/async_trainer.py)
+ASYNC_TRAINER_MODES = ("colocate_async", "separate_async")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ def check_run(config: Any) -> CheckedRun:
     """Check an XRPO run's config (verl's DictConfig); raises ``XRPOConfigError`` on the first problem."""
     check_trainer_choice(config)
     settings = xrpo_settings(config.algorithm)
+    if config.trainer.v1.trainer_mode in ASYNC_TRAINER_MODES:
+        check_async_planning(settings, config.trainer.v1.trainer_mode)
     rollout = config.actor_rollout_ref.rollout
     rollout_n = verl_int(rollout.n, "actor_rollout_ref.rollout.n", minimum=1)
     # The planner's own checks: n_base and n_max against rollout.n, one phase with room left over.
@@ -50,7 +55,8 @@ def check_run(config: Any) -> CheckedRun:
 
 
 def check_trainer_choice(config: Any) -> None:
-    """XRPO's phases exist only in XRPO's trainer: any other trainer would train plain GRPO."""
+    """XRPO runs in its own synchronous trainer (``xrpo``, chosen by the estimator) or in verl's
+    asynchronous ones by their names; any other trainer would train plain GRPO."""
     estimator = config.algorithm.adv_estimator
     trainer_mode = config.trainer.v1.trainer_mode
     if trainer_mode == TRAINER_MODE and estimator != ESTIMATOR_NAME:
@@ -64,12 +70,42 @@ def check_trainer_choice(config: Any) -> None:
             f"rollout phases: set trainer.use_v1=true (verl's default) to train with "
             f"algorithm.adv_estimator={ESTIMATOR_NAME}."
         )
-    if trainer_mode != TRAINER_MODE:
+    if trainer_mode == "separate_async" and is_cpu_mode():
+        raise XRPOConfigError(
+            "trainer.v1.trainer_mode=separate_async syncs weights to dedicated rollout GPUs over an "
+            "NCCL-class backend, which CPU mode does not have: use trainer.v1.trainer_mode=colocate_async "
+            "on the CPU."
+        )
+    if trainer_mode != TRAINER_MODE and trainer_mode not in ASYNC_TRAINER_MODES:
         raise XRPOConfigError(
             f"trainer.v1.trainer_mode={trainer_mode!r} runs verl's own trainer, which has none of XRPO's "
-            f"rollout phases: drop the override (with algorithm.adv_estimator={ESTIMATOR_NAME} it selects "
-            f"XRPO's trainer, {TRAINER_MODE!r})."
+            f"rollout planning: drop the override (with algorithm.adv_estimator={ESTIMATOR_NAME} it selects "
+            f"XRPO's trainer, {TRAINER_MODE!r}) or use one of {', '.join(ASYNC_TRAINER_MODES)}."
         )
+
+
+def check_async_planning(settings: XRPOConfig, trainer_mode: str) -> None:
+    """verl's asynchronous trainers train a group as soon as its rollouts are done: a prompt's count
+    is decided once, at submission, and the in-step phases' settings would do nothing."""
+    planning = settings.planning
+    if planning.enable and planning.mode == "phases":
+        raise XRPOConfigError(
+            f"algorithm.xrpo.planning.mode=phases needs XRPO's synchronous trainer: "
+            f"trainer.v1.trainer_mode={trainer_mode} trains each group once its one submission is done. "
+            f"Use planning.mode=submission (or auto, the default), or drop the trainer_mode override."
+        )
+    for name in planning.changed_in_step_settings():
+        raise XRPOConfigError(
+            f"algorithm.xrpo.planning.{name}={getattr(planning, name)} sets the in-step phases, which "
+            f"trainer.v1.trainer_mode={trainer_mode} does not have: drop it (default "
+            f"{default_of(f'planning.{name}')})."
+        )
+
+
+def is_cpu_mode() -> bool:
+    from verl_xrpo.cpu.mode import is_active
+
+    return is_active()
 
 
 def check_verl_settings(config: Any) -> None:

@@ -1,10 +1,13 @@
-"""XRPO's trainer: verl's synchronous V1 trainer with phased rollouts, seeding and sharpening.
+"""XRPO's trainers: what every one adds to verl's (``XRPOTrainerBase``), and XRPO in verl's
+synchronous V1 trainer with phased rollouts, seeding and sharpening (``XRPOTrainer``; the
+asynchronous trainers are in ``async_trainer.py``).
 
-Registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config selects by itself when
-``algorithm.adv_estimator=xrpo``. What it changes in ``PPOTrainerSync``, and what it relies on:
+``XRPOTrainer`` is registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config
+selects by itself when ``algorithm.adv_estimator=xrpo``. What the trainers change in verl's, and
+what they rely on:
 
-- ``prepare_step`` runs every generation phase of the step (verl calls it before the replay buffer
-  samples, while the rollout replicas are awake; ``on_sample_end`` sleeps them afterwards).
+- ``prepare_step`` (synchronous) runs every generation phase of the step (verl calls it before the
+  replay buffer samples, while the rollout replicas are awake; ``on_sample_end`` sleeps them).
 - ``_compute_advantage`` wraps verl's own advantage step, handing the estimator the step's
   ``old_log_probs`` read from TransferQueue for the same keys, in the same order.
 - ``_save_checkpoint`` / ``_load_checkpoint`` also save and restore the exemplar bank and the
@@ -13,7 +16,8 @@ Registered as ``trainer.v1.trainer_mode=xrpo``, which XRPO's Hydra config select
 - ``__init__`` runs the same config checks as the driver's preflight (``integration/checks.py``);
   ``_init_dataloader`` refuses training rows the planner would misread (``data_checks.py``) and
   bars validation questions from the bank.
-- ``trainer_mode`` is reported to verl as "sync": verl branches on that literal name.
+- ``trainer_mode`` is reported to verl as the mode it runs ("sync", "colocate_async"): verl
+  branches on that literal name.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ from verl_xrpo.integration.checks import check_run
 from verl_xrpo.integration.data_checks import check_training_rows
 from verl_xrpo.integration.estimator import sampling_log_probs
 from verl_xrpo.integration.hydra_config import TRAINER_MODE
-from verl_xrpo.integration.phases import PhasedRollout, WorkerNews, question_text
+from verl_xrpo.integration.phases import PhasedRollout, WorkerNews
+from verl_xrpo.integration.prompts import question_text
 from verl_xrpo.integration.request_keys import MANAGER_PATH
 
 logger = logging.getLogger(__name__)
@@ -77,15 +82,19 @@ def _settings_line(section: Any, **resolved: Any) -> str:
     )
 
 
-def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) -> str:
-    """XRPO's start-up notice: which mechanisms are on, with every setting of verl_xrpo/config.py."""
+def describe(
+    settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig, auto_mode: str = "phases"
+) -> str:
+    """XRPO's start-up notice: which mechanisms are on, with every setting of verl_xrpo/config.py
+    (``planning.mode=auto`` with what it means in this trainer, ``auto_mode``)."""
     p, s, a = settings.planning, settings.seeding, settings.sharpening
     n = config.actor_rollout_ref.rollout.n
     lines = [
         f"XRPO is on (algorithm.adv_estimator=xrpo, budget {n} rollouts per prompt, as GRPO's rollout.n):"
     ]
     if p.enable:
-        lines.append(f"  planning:   on  {_settings_line(p, n_max=planner.n_max)}")
+        mode = f"auto({auto_mode})" if p.mode == "auto" else p.mode
+        lines.append(f"  planning:   on  {_settings_line(p, n_max=planner.n_max, mode=mode)}")
     else:
         lines.append(f"  planning:   off (every prompt gets rollout.n={n})")
     if s.enable and p.enable:
@@ -106,8 +115,15 @@ def describe(settings: XRPOConfig, planner: RolloutPlanner, config: DictConfig) 
     return "\n".join(lines)
 
 
-@register_trainer(TRAINER_MODE)
-class XRPOTrainer(PPOTrainerSync):
+class XRPOTrainerBase:
+    """What every XRPO trainer adds to the verl trainer it is mixed into (listed before it): the
+    config checks, the exemplar bank and prompt history, sharpened advantages, the rollout dump's
+    fields, and XRPO's state in verl's checkpoints. ``VERL_MODE`` is the trainer mode verl is told
+    it runs: verl branches on that literal name (replay buffer, data loader, checkpoints)."""
+
+    VERL_MODE = "sync"
+    AUTO_PLANNING_MODE = "phases"  # what planning.mode=auto means in this trainer
+
     def __init__(self, config: DictConfig):
         # The driver's preflight ran the same checks before Ray started; a trainer built any other
         # way (or a config changed since) is checked here, before any worker starts.
@@ -117,12 +133,12 @@ class XRPOTrainer(PPOTrainerSync):
         self.history = self._new_history() if self.xrpo.planning.enable else None
         self.rollouts_drawn = 0
         self.validation_questions: list[str] = []
-        self._news: WorkerNews | None = None  # built with the first step: the workers exist by then
-        # TaskRunnerV1 reads the manager class from this same config object after the trainer is built.
-        with open_dict(config):
-            config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = MANAGER_PATH
+        self._adapt_config(config)
         super().__init__(config)
-        print(describe(self.xrpo, self.planner, config), flush=True)
+        print(describe(self.xrpo, self.planner, config, self.AUTO_PLANNING_MODE), flush=True)
+
+    def _adapt_config(self, config: DictConfig) -> None:
+        """What this trainer changes in verl's config once it is checked, before verl reads it."""
 
     def _new_history(self, path: str | None = None) -> PromptHistory:
         """Each prompt's earlier visits, for planning.mode 'submission' and skip_agreed; read from
@@ -141,8 +157,11 @@ class XRPOTrainer(PPOTrainerSync):
         return bank
 
     def _build_replay_buffer(self):
-        # verl compares trainer_mode with the literal "sync" (replay buffer, data loader, checkpoints).
-        self.trainer_mode = "sync"
+        # verl read trainer_mode (XRPO's name for it) just before this; it compares it with literal
+        # names, and reads the mode's own settings under that name
+        self.trainer_mode = self.VERL_MODE
+        mode_settings = self.config.trainer.v1.get(self.VERL_MODE, {})
+        self.parameter_sync_step = mode_settings.get("parameter_sync_step", 1)
         return super()._build_replay_buffer()
 
     def _init_dataloader(self):
@@ -164,31 +183,6 @@ class XRPOTrainer(PPOTrainerSync):
             logger.info(
                 "XRPO: %d validation questions barred from the exemplar bank", len(self.validation_questions)
             )
-
-    # ---- generation -------------------------------------------------------------------------
-
-    def _worker_news(self) -> WorkerNews:
-        # One for the run: a wait still out at a step's end must hand its news to the next wait.
-        if self._news is None:
-            self._news = WorkerNews(self.agent_loop_manager)
-        return self._news
-
-    def prepare_step(self) -> dict:
-        phases = PhasedRollout(
-            self.xrpo,
-            self.planner,
-            self.bank,
-            self.tokenizer,
-            max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
-            submit=self._submit_batch_to_rollout,
-            news=self._worker_news(),
-            history=self.history,
-        )
-        batch = self._next_train_batch()
-        with marked_timer("gen", self.timing_raw):
-            report = phases.run(batch, step=self.global_steps, rollouts_drawn=self.rollouts_drawn)
-        self.rollouts_drawn += report.rollouts
-        return report.metrics
 
     # ---- advantage ----------------------------------------------------------------------------
 
@@ -312,6 +306,46 @@ class XRPOTrainer(PPOTrainerSync):
         except ValueError as error:
             raise XRPOCheckpointError(f"XRPO cannot resume: {error}; {RESUME_FIX}.") from error
         logger.info("XRPO: restored the prompt history of %d prompts from %s", len(self.history), folder)
+
+
+@register_trainer(TRAINER_MODE)
+class XRPOTrainer(XRPOTrainerBase, PPOTrainerSync):
+    """XRPO in verl's synchronous trainer: every generation phase of a step runs in ``prepare_step``
+    (verl calls it before the replay buffer samples, while the rollout replicas are awake)."""
+
+    def __init__(self, config: DictConfig):
+        self._news: WorkerNews | None = None  # built with the first step: the workers exist by then
+        super().__init__(config)
+
+    def _adapt_config(self, config: DictConfig) -> None:
+        # TaskRunnerV1 reads the manager class from this same config object after the trainer is built.
+        with open_dict(config):
+            config.actor_rollout_ref.rollout.agent.agent_loop_manager_class = MANAGER_PATH
+
+    # ---- generation -------------------------------------------------------------------------
+
+    def _worker_news(self) -> WorkerNews:
+        # One for the run: a wait still out at a step's end must hand its news to the next wait.
+        if self._news is None:
+            self._news = WorkerNews(self.agent_loop_manager)
+        return self._news
+
+    def prepare_step(self) -> dict:
+        phases = PhasedRollout(
+            self.xrpo,
+            self.planner,
+            self.bank,
+            self.tokenizer,
+            max_prompt_tokens=int(self.config.actor_rollout_ref.rollout.prompt_length),
+            submit=self._submit_batch_to_rollout,
+            news=self._worker_news(),
+            history=self.history,
+        )
+        batch = self._next_train_batch()
+        with marked_timer("gen", self.timing_raw):
+            report = phases.run(batch, step=self.global_steps, rollouts_drawn=self.rollouts_drawn)
+        self.rollouts_drawn += report.rollouts
+        return report.metrics
 
 
 def dataset_questions(dataset: Any, prompt_key: str) -> list[str]:
