@@ -58,6 +58,9 @@ CONTENDERS = {  # folder part: (estimator, its own overrides); the first is the 
     "xrpo-overlap-0.75": ("xrpo", ["algorithm.xrpo.planning.overlap_share=0.75"]),
     "xrpo-2phases": ("xrpo", ["algorithm.xrpo.planning.num_phases=2"]),
     "xrpo-submission": ("xrpo", ["algorithm.xrpo.planning.mode=submission"]),
+    # verl's asynchronous colocated trainer: training overlaps the next groups' generation
+    "grpo-colocate-async": ("grpo", ["trainer.v1.trainer_mode=colocate_async"]),
+    "xrpo-colocate-async": ("xrpo", ["trainer.v1.trainer_mode=colocate_async"]),
 }
 MODELS = {  # model folder under OUT (git ignores models/; rebuilt when missing): its warm start
     "models/warm-start": PRESETS[ScaleModelRun.warm_start],  # the main job's
