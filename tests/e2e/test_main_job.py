@@ -362,3 +362,47 @@ def test_submission_mode_counts_differ_once_the_prompts_have_history(submission_
     first, second = submission_mode[1], submission_mode[2]
     assert first["xrpo/rollouts_per_prompt/min"] == first["xrpo/rollouts_per_prompt/max"] == ROLLOUTS
     assert second["xrpo/rollouts_per_prompt/min"] < second["xrpo/rollouts_per_prompt/max"]
+
+
+def async_job(run_dir: Path, steps: int, model: Path) -> subprocess.CompletedProcess:
+    """The job in verl's colocate_async trainer on 16 training prompts (every step after the first
+    revisits them), a checkpoint a step; the warm start of ``two_steps`` is reused."""
+    command = main_job_command(run_dir, steps, "trainer.v1.trainer_mode=colocate_async")
+    command[command.index("--") : command.index("--")] = [f"--model={model}", f"--train-size={PROMPTS}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def colocate_async(two_steps, tmp_path_factory):
+    """Three steps of XRPO in colocate_async, then a resume from the third step's checkpoint to a fourth."""
+    run_dir = tmp_path_factory.mktemp("colocate_async")
+    model = two_steps[0] / "model"
+    first = async_job(run_dir, 3, model)
+    before = steps_of(run_dir)
+    resumed = async_job(run_dir, 4, model)
+    return run_dir, first, before, resumed, steps_of(run_dir)
+
+
+def test_xrpo_in_colocate_async_plans_each_submission_from_history(colocate_async):
+    _, first, before, _, _ = colocate_async
+    assert "XRPO is on" in first.stdout and "mode=auto(submission)" in first.stdout
+    assert sorted(before) == [1, 2, 3]
+    # the first submissions have no history: GRPO's counts; later ones are planned
+    assert before[1]["xrpo/rollouts_per_prompt/min"] == before[1]["xrpo/rollouts_per_prompt/max"] == ROLLOUTS
+    assert any(d["xrpo/rollouts_per_prompt/min"] < d["xrpo/rollouts_per_prompt/max"] for d in before.values())
+    for data in before.values():
+        # every submission asks prompts x rollout.n; what is trained averages close to it
+        assert abs(data["xrpo/budget/rollouts_per_trained_prompt/cumulative"] - ROLLOUTS) <= 1.0
+        assert data["xrpo/bank_size"] > 0 and data["xrpo/async/unplanned_groups"] == 0
+        assert "xrpo/sharpening/share_sharpened" in data
+
+
+def test_xrpo_in_colocate_async_resumes_with_its_plans_bank_and_history(colocate_async):
+    run_dir, _, before, resumed, after = colocate_async
+    assert "resumed from the checkpoint of step 3" in resumed.stdout
+    log = (run_dir / "train.log").read_text()
+    assert "restored the prompt history of 16 prompts" in log and "in-flight prompt plans" in log
+    assert 4 in after and after[4]["xrpo/async/unplanned_groups"] == 0  # re-issued groups kept their plans
+    assert after[4]["xrpo/bank_size"] >= before[3]["xrpo/bank_size"]
