@@ -115,13 +115,14 @@ def evaluate_curve(cell: Cell, samples: int) -> int:
     return 0
 
 
-def compact_metrics(path: Path) -> None:
-    """Keeps the keys the reports read (``KEPT_METRICS``), to four significant digits."""
+def compact_metrics(path: Path, digits: int | None = 4) -> None:
+    """Keeps the keys the reports read (``KEPT_METRICS``), to ``digits`` significant digits (None:
+    as verl wrote them)."""
     records, _ = read_metrics(path)
     kept = []
     for record in records:
         data = {
-            key: float(f"{value:.4g}") if isinstance(value, float) else value
+            key: float(f"{value:.{digits}g}") if digits and isinstance(value, float) else value
             for key, value in record["data"].items()
             if key.startswith(KEPT_METRICS)
         }
