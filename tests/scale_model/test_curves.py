@@ -71,7 +71,14 @@ def write_curve_cell(out, variant, seed, accuracy, step_seconds, boot="boot-a", 
     (folder / "curve.json").write_text(json.dumps({"samples": 16, "points": points}))
     lines = [
         json.dumps(
-            {"step": s, "data": {"timing_s/step": step_seconds + 0.5, "timing_s/save_checkpoint": 0.5}}
+            {
+                "step": s,
+                "data": {
+                    "timing_s/step": step_seconds + 0.5,
+                    "timing_s/save_checkpoint": 0.5,
+                    "response_length/mean": 10.0,
+                },
+            }
         )
         for s in range(1, STEPS + 1)
     ]
@@ -122,6 +129,10 @@ def test_the_report_pairs_each_variant_with_grpo_by_seed(tmp_path):
     assert g["steps_to_threshold_median"] == pytest.approx(steps_grpo, rel=0.02)
     assert x["steps_to_threshold_diff_vs_grpo_mean"] < -10
     assert "steps_to_threshold_diff_vs_grpo_ci95" not in g
+    # tokens: the step's mean response length (10) times its rollouts (32), for both
+    assert x["tokens_to_threshold_diff_vs_grpo_mean"] == pytest.approx(
+        320 * x["steps_to_threshold_diff_vs_grpo_mean"]
+    )
     # seconds: only the two pairs that shared a boot; the checkpoint's half second is not counted
     assert x["seconds_to_threshold_pairs"] == 2 and x["steps_to_threshold_pairs"] == 3
     assert x["training_seconds_vs_grpo_mean"] == pytest.approx(1.5)

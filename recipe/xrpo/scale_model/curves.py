@@ -187,20 +187,21 @@ def load_curve(out: Path, variant: str, seed: int) -> Curve | None:
     points = json.loads((folder / "curve.json").read_text())["points"]
     accuracy = {0: json.loads(start.read_text())["scores"]["all"]["pass@1"]}
     accuracy |= {int(p["step"]): p["scores"]["all"]["pass@1"] for p in points}
-    per_step_tokens = (
-        pq.read_table(folder / "rollouts.parquet", columns=["step", "response_tokens"])
+    # verl's dump has no response lengths: the step's mean length times its rollouts
+    per_step = (
+        pq.read_table(folder / "rollouts.parquet", columns=["step", "rollouts"])
         .group_by("step")
-        .aggregate([("response_tokens", "sum")])
+        .aggregate([("rollouts", "sum")])
         .to_pydict()
     )
-    step_tokens = dict(zip(per_step_tokens["step"], per_step_tokens["response_tokens_sum"], strict=True))
+    step_rollouts = dict(zip(per_step["step"], per_step["rollouts_sum"], strict=True))
     records, _ = read_metrics(folder / "metrics.jsonl")
     tokens, seconds, total_tokens, total_seconds = {0: 0.0}, {0: 0.0}, 0.0, 0.0
     for record in sorted(records, key=lambda r: int(r["step"])):
         data, step = record["data"], int(record["step"])
         if "timing_s/step" not in data:
             continue
-        total_tokens += step_tokens.get(step, 0)
+        total_tokens += data.get("response_length/mean", 0.0) * step_rollouts.get(step, 0)
         # a checkpoint per step is the curve's instrument, not the algorithm's cost
         total_seconds += data["timing_s/step"] - data.get("timing_s/save_checkpoint", 0.0)
         tokens[step], seconds[step] = total_tokens, total_seconds
