@@ -12,6 +12,7 @@ from recipe.xrpo.scale_model.compare import ROLLOUT_TABLE_SCHEMA, start_folder
 from recipe.xrpo.scale_model.curves import (
     CENSORED_AT,
     CURVE_STEPS,
+    DISTURBED_FILE,
     STEPS,
     Curve,
     compact_metrics,
@@ -110,17 +111,19 @@ def test_the_report_pairs_each_variant_with_grpo_by_seed(tmp_path):
     def xrpo(step):
         return min(0.3 + 0.4 * step / STEPS, 0.5)
 
-    for seed in (0, 1, 2):
+    for seed in (0, 1, 2, 3):
         write_curve_cell(tmp_path, "grpo", seed, grpo, 10.0, mixed=0.5)
         write_curve_cell(tmp_path, "xrpo", seed, xrpo, 15.0, boot="boot-b" if seed == 2 else "boot-a")
+    # seed 3's XRPO cell shared the machine with other work: its seconds say nothing
+    (tmp_path / DISTURBED_FILE).write_text(json.dumps({"xrpo:3": "a test run beside it"}))
 
-    assert report(tmp_path, ["grpo", "xrpo"], [0, 1, 2]) == 0
+    assert report(tmp_path, ["grpo", "xrpo"], [0, 1, 2, 3]) == 0
 
     summary = json.loads((tmp_path / "summary.json").read_text())
-    start = 0.302  # the warm start's mean over the three sampling seeds
+    start = 0.303  # the warm start's mean over the four sampling seeds
     assert summary["threshold"] == pytest.approx(start + 0.8 * (0.5 - start))
     g, x = summary["variants"]["grpo"], summary["variants"]["xrpo"]
-    assert g["seeds"] == x["seeds"] == [0, 1, 2]
+    assert g["seeds"] == x["seeds"] == [0, 1, 2, 3]
     assert g["auc_mean"] == pytest.approx(sum(grpo(s) for s in CURVE_STEPS) / len(CURVE_STEPS))
     assert x["auc_diff_vs_grpo_mean"] == pytest.approx(
         sum(xrpo(s) - grpo(s) for s in CURVE_STEPS) / len(CURVE_STEPS)
@@ -133,15 +136,15 @@ def test_the_report_pairs_each_variant_with_grpo_by_seed(tmp_path):
     assert x["tokens_to_threshold_diff_vs_grpo_mean"] == pytest.approx(
         320 * x["steps_to_threshold_diff_vs_grpo_mean"]
     )
-    # seconds: only the two pairs that shared a boot; the checkpoint's half second is not counted
-    assert x["seconds_to_threshold_pairs"] == 2 and x["steps_to_threshold_pairs"] == 3
+    # seconds: only the two pairs of one boot and undisturbed; the checkpoint's half second is not counted
+    assert x["seconds_to_threshold_pairs"] == 2 and x["steps_to_threshold_pairs"] == 4
     assert x["training_seconds_vs_grpo_mean"] == pytest.approx(1.5)
     assert x["useful_share_epochs_2_5"] == pytest.approx(1.0) and g[
         "useful_share_epochs_2_5"
     ] == pytest.approx(0.5)
     assert g["gain_over_start_mean"] == pytest.approx(0.5 - start)
     assert (tmp_path / "curves.png").stat().st_size > 1000
-    assert "| xrpo | 3 |" in (tmp_path / "table.md").read_text()
+    assert "| xrpo | 4 |" in (tmp_path / "table.md").read_text()
 
 
 def test_the_report_refuses_without_two_grpo_cells(tmp_path, capsys):

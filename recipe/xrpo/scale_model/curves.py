@@ -49,6 +49,9 @@ SAMPLES = 16  # per held-out prompt and point: a point's sampling standard error
 HELDOUT_SEED = 1000  # one held-out set for every cell; no training set is drawn with this seed
 THRESHOLD_SHARE = 0.8  # of GRPO's mean final gain over the warm start
 CENSORED_AT = STEPS + 5  # a cell that never reaches the threshold counts as reaching it here
+# cells that shared the machine with other work while training ("variant:seed" -> what and when):
+# their seconds are left out of every comparison
+DISTURBED_FILE = "disturbed.json"
 VARIANTS_DEFAULT = ("grpo", "xrpo", "xrpo_submission")
 # the multi-epoch cells' update settings: two updates a step over 32 prompts of 8 rollouts
 SETTINGS = (
@@ -168,6 +171,20 @@ class Curve:
     seconds: dict[int, float]  # step -> training seconds up to and including it
     machine: str
     boot_id: str
+    disturbed: str = ""  # why its seconds compare with no other cell's (DISTURBED_FILE), if so
+
+    def timed_beside(self, other: Curve) -> bool:
+        """Whether the two cells' seconds compare: one recorded machine and boot, neither disturbed."""
+        return (
+            bool(self.boot_id)
+            and not self.disturbed
+            and not other.disturbed
+            and (
+                self.machine,
+                self.boot_id,
+            )
+            == (other.machine, other.boot_id)
+        )
 
     @property
     def auc(self) -> float:
@@ -206,8 +223,17 @@ def load_curve(out: Path, variant: str, seed: int) -> Curve | None:
         total_seconds += data["timing_s/step"] - data.get("timing_s/save_checkpoint", 0.0)
         tokens[step], seconds[step] = total_tokens, total_seconds
     summary = json.loads((folder / "summary.json").read_text())
+    disturbed_file = out / DISTURBED_FILE
+    disturbed = json.loads(disturbed_file.read_text()) if disturbed_file.is_file() else {}
     return Curve(
-        variant, seed, accuracy, tokens, seconds, summary.get("machine", ""), summary.get("boot_id", "")
+        variant,
+        seed,
+        accuracy,
+        tokens,
+        seconds,
+        summary.get("machine", ""),
+        summary.get("boot_id", ""),
+        disturbed.get(f"{variant}:{seed}", ""),
     )
 
 

@@ -176,11 +176,7 @@ def summarize_variant(
     shares = [useful[s] for s in seeds if useful.get(s) is not None]
     row["useful_share_epochs_2_5"] = statistics.fmean(shares) if shares else None
     paired = [s for s in seeds if s in grpo]
-    same_boot = [
-        s
-        for s in paired
-        if mine[s].boot_id and (mine[s].machine, mine[s].boot_id) == (grpo[s].machine, grpo[s].boot_id)
-    ]
+    same_boot = [s for s in paired if mine[s].timed_beside(grpo[s])]
     for name in AXES:
         reached = {s: crossing(mine[s], threshold, axis_of(mine[s], name)) for s in seeds}
         row[f"{name}_to_threshold"] = {str(s): v for s, v in reached.items()}
@@ -325,7 +321,7 @@ def plot(path: Path, curves: dict[str, dict[int, Curve]], summary: dict[str, Any
         by_step.plot(steps, means, marker="o", markersize=3, label=f"{variant} ({len(by_seed)} seeds)")
         by_step.fill_between(steps, lows, highs, alpha=0.2)
         grpo = curves["grpo"]
-        timed = [c for s, c in by_seed.items() if s in grpo and c.boot_id and c.boot_id == grpo[s].boot_id]
+        timed = [c for s, c in by_seed.items() if s in grpo and c.timed_beside(grpo[s])]
         if timed:
             seconds = [statistics.fmean(c.seconds[s] for c in timed) for s in steps]
             means, lows, highs = _band([[c.accuracy[s] for c in timed] for s in steps])
