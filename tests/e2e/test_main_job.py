@@ -386,8 +386,8 @@ def colocate_async(two_steps, tmp_path_factory):
 
 
 def test_xrpo_in_colocate_async_plans_each_submission_from_history(colocate_async):
-    _, first, before, _, _ = colocate_async
-    assert "XRPO is on" in first.stdout and "mode=auto(submission)" in first.stdout
+    run_dir, first, before, _, _ = colocate_async
+    assert "XRPO is on" in first.stdout and "mode=auto(submission)" in (run_dir / "train.log").read_text()
     assert sorted(before) == [1, 2, 3]
     # the first submissions have no history: GRPO's counts; later ones are planned
     assert before[1]["xrpo/rollouts_per_prompt/min"] == before[1]["xrpo/rollouts_per_prompt/max"] == ROLLOUTS
