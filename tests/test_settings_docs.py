@@ -76,6 +76,8 @@ def test_the_start_up_notice_prints_every_setting():
                 printed[section + name] = value
     expected = {key: str(value) for key, value in DEFAULTS.items() if not key.endswith(".enable")}
     assert expected.pop("planning.n_max") == "None" and printed.pop("planning.n_max") == "16"  # 2 x rollout.n
+    # planning.mode=auto is printed with what it means in the trainer (the synchronous one: phases)
+    assert expected.pop("planning.mode") == "auto" and printed.pop("planning.mode") == "auto(phases)"
     assert printed == expected
     assert [line.split()[:2] for line in lines[1:4]] == [
         ["planning:", "on"],
