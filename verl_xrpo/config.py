@@ -145,7 +145,9 @@ class PlanningConfig:
             )
         if self.mode == "submission":
             # settings of the in-step phases, which this mode does not have
-            for name in self.changed_in_step_settings():
+            changed = self.changed_in_step_settings()
+            if changed:
+                name = changed[0]
                 raise _fail(
                     p + name,
                     getattr(self, name),

@@ -94,7 +94,9 @@ def check_async_planning(settings: XRPOConfig, trainer_mode: str) -> None:
             f"trainer.v1.trainer_mode={trainer_mode} trains each group once its one submission is done. "
             f"Use planning.mode=submission (or auto, the default), or drop the trainer_mode override."
         )
-    for name in planning.changed_in_step_settings():
+    changed = planning.changed_in_step_settings()
+    if changed:
+        name = changed[0]
         raise XRPOConfigError(
             f"algorithm.xrpo.planning.{name}={getattr(planning, name)} sets the in-step phases, which "
             f"trainer.v1.trainer_mode={trainer_mode} does not have: drop it (default "

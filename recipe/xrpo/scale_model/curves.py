@@ -175,16 +175,8 @@ class Curve:
 
     def timed_beside(self, other: Curve) -> bool:
         """Whether the two cells' seconds compare: one recorded machine and boot, neither disturbed."""
-        return (
-            bool(self.boot_id)
-            and not self.disturbed
-            and not other.disturbed
-            and (
-                self.machine,
-                self.boot_id,
-            )
-            == (other.machine, other.boot_id)
-        )
+        same_boot = (self.machine, self.boot_id) == (other.machine, other.boot_id)
+        return bool(self.boot_id) and same_boot and not self.disturbed and not other.disturbed
 
     @property
     def auc(self) -> float:
