@@ -28,10 +28,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from recipe.xrpo.scale_model.compare import mean_ci95
+import pyarrow.parquet as pq
+
+from recipe.xrpo.scale_model.compare import mean_ci95, write_rollout_table
 from recipe.xrpo.scale_model.train import ScaleModelRun
 from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
 
+MIXED_SHARE = "dump/mixed_group_rollout_share"  # computed here from the rollout dump, not logged by verl
 # the table's rows: seconds of the step and its main parts, and the tokens the actor processes
 PARTS = {
     "step": "timing_s/step",
@@ -41,8 +44,9 @@ PARTS = {
     "tokens (prompt + response)": "global_seqlen/mean",
     "response length, mean": "response_length/mean",
     "response length, max": "response_length/max",
-    # XRPO's own (GRPO logs no such metric): rollouts in groups with reward variance
-    "mixed-group share (XRPO)": "xrpo/budget/mixed_group_rollout_share",
+    # rollouts in groups with mixed outcomes (what GRPO-style advantages learn from), for every
+    # contender from verl's rollout dump: the "useful share" of docs/results.md
+    "mixed-group share": MIXED_SHARE,
     # seconds from a phase's submission to its first, three-quarter and last rollout end: latency or tail
     **{
         f"phase {k} {end} end (XRPO)": f"timing_s/xrpo_phase{k}_{end}_end"
@@ -105,6 +109,7 @@ def run(
         *launcher,
         "--",
         *overrides,
+        f"trainer.rollout_data_dir={folder / 'rollouts'}",
     ]
     print("running:", " ".join(command[2:]), flush=True)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -112,9 +117,29 @@ def run(
 
 
 def steady_steps(metrics: Path) -> dict[int, dict[str, float]]:
-    """Each step's metrics from step 2 on (step 1 warms up), by step."""
+    """Each step's metrics from step 2 on (step 1 warms up), by step, with the step's mixed-group
+    share from the rollout dump beside them."""
     rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return {r["step"]: r["data"] for r in rows if "timing_s/step" in r["data"] and r["step"] >= 2}
+    steps = {r["step"]: r["data"] for r in rows if "timing_s/step" in r["data"] and r["step"] >= 2}
+    for step, share in mixed_group_shares(metrics.parent).items():
+        if step in steps:
+            steps[step][MIXED_SHARE] = share
+    return steps
+
+
+def mixed_group_shares(folder: Path) -> dict[int, float]:
+    """Per step, the share of rollouts in groups with both outcomes, read from verl's rollout dump
+    through the comparison's per-group table (``compare.write_rollout_table``)."""
+    table = write_rollout_table(folder / "rollouts", folder / "rollouts.parquet")
+    if table is None:
+        return {}
+    by_step: dict[int, list[tuple[int, int]]] = {}
+    for row in pq.read_table(table, columns=["step", "rollouts", "successes"]).to_pylist():
+        by_step.setdefault(row["step"], []).append((row["rollouts"], row["successes"]))
+    return {
+        step: sum(n for n, k in groups if 0 < k < n) / sum(n for n, _ in groups)
+        for step, groups in by_step.items()
+    }
 
 
 def medians(steps: dict[int, dict[str, float]]) -> dict[str, float]:
@@ -130,6 +155,15 @@ def paired_ratio(pairs: list[tuple[float, float]]) -> str:
         return "n/a"
     low, high = (math.exp(b) for b in interval) if interval else (math.nan, math.nan)
     return f"{math.exp(mean):.2f} ({low:.2f}-{high:.2f})"
+
+
+def paired_difference(pairs: list[tuple[float, float]]) -> str:
+    """Mean per-step difference (contender - GRPO) in points, with its 95% interval."""
+    mean, interval = mean_ci95([100 * (x - g) for g, x in pairs])
+    if mean is None:
+        return "n/a"
+    low, high = interval if interval else (math.nan, math.nan)
+    return f"{mean:+.1f} ({low:+.1f} to {high:+.1f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,9 +214,16 @@ def main(argv: list[str] | None = None) -> int:
                 for c in others
             ]
             print(f"| {label} | {part} | " + " | ".join(cells + ratios) + " |")
-    print("\nper-step ratio to GRPO, paired by step over all rounds: geometric mean (95% interval)")
-    print("| setting | contender | pairs | " + " | ".join(f"{p} / grpo" for p in PAIRED) + " |")
-    print("| --- | --- | --- |" + " --- |" * len(PAIRED))
+    print(
+        "\nper step, paired by step over all rounds: ratio to GRPO as a geometric mean, share as a"
+        " difference in points (95% interval)"
+    )
+    print(
+        "| setting | contender | pairs | "
+        + " | ".join(f"{p} / grpo" for p in PAIRED)
+        + " | mixed-group share - grpo |"
+    )
+    print("| --- | --- | --- |" + " --- |" * (len(PAIRED) + 1))
     for label, by_name in table.items():
         for c in others:
             pairs = {
@@ -194,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
                 for part in PAIRED
             }
             cells = [paired_ratio(pairs[part]) for part in PAIRED]
+            shares = [
+                (grpo[step][MIXED_SHARE], mine[step][MIXED_SHARE])
+                for grpo, mine in zip(by_name["grpo"], by_name[c], strict=True)
+                for step in sorted(grpo.keys() & mine.keys())
+                if MIXED_SHARE in grpo[step] and MIXED_SHARE in mine[step]
+            ]
+            cells.append(paired_difference(shares))
             print(f"| {label} | {c} | {len(pairs['step'])} | " + " | ".join(cells) + " |")
     return 0
 
