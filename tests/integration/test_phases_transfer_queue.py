@@ -568,3 +568,68 @@ def test_seeded_groups_past_seedings_share_are_drawn_as_any_other(verl_config, m
     # the seeding experiment's treated arm is the seeded group, not the groups the share left out
     assert second.metrics["xrpo/seeding/treated_rollouts"] == second.metrics["xrpo/seeding/seeded_rollouts"]
     assert second.metrics["xrpo/budget/seeding_rollouts"] == second.metrics["xrpo/seeding/seeded_rollouts"]
+
+
+# ---- XRPO's asynchronous trainer: learning from the groups verl trains ------------------------
+
+
+def async_trainer_state(verl_config, manager, parameter_sync_step: int):
+    """The part of ``XRPOColocateAsyncTrainer`` that learns from trained groups, without the
+    workers and engines its ``__init__`` starts."""
+    from verl_xrpo.integration.async_trainer import StepTrained, XRPOColocateAsyncTrainer
+
+    trainer = object.__new__(XRPOColocateAsyncTrainer)
+    trainer.xrpo = XRPOConfig.from_mapping(OmegaConf.to_container(verl_config.algorithm.xrpo))
+    trainer.plans, trainer.step_trained = {}, StepTrained()
+    trainer.trained_groups = trainer.trained_rollouts = 0
+    trainer.history, trainer.bank = PromptHistory(), ExemplarBank(max_size=100)
+    trainer.tokenizer = manager_tokenizer(verl_config)
+    trainer.parameter_sync_step, trainer.local_trigger_step = parameter_sync_step, 0
+    return trainer
+
+
+def test_a_steps_counts_are_its_groups_totals_over_every_local_update(verl_config, manager):
+    """separate_async trains a step in parameter_sync_step local updates, and verl averages each
+    update's metrics over them: the step's XRPO counts must still be the step's totals."""
+    from transfer_queue import KVBatchMeta
+    from verl.trainer.ppo.v1.utils import MetricsAggregator
+
+    from verl_xrpo.integration.async_trainer import Plan
+
+    step, updates = 61, 4
+    rates = [0.0, 1.0, 0.5, 0.5, 0.0, 0.5, 1.0, 0.5]
+    names = [f"crate{i}" for i in range(len(rates))]
+    batch = prompt_batch(rates, step, names)
+    verl_submit(manager, step)(batch)
+    trainer = async_trainer_state(verl_config, manager, parameter_sync_step=updates)
+    questions = [str(info["question"]) for info in batch["extra_info"]]
+    uids = [str(u) for u in batch["uid"]]
+    for uid, question in zip(uids, questions, strict=True):
+        trainer.plans[uid] = Plan(question, ROLLOUT_N, False, False, False, submitted_step=step - 1)
+    trainer.global_steps = step
+    keys = sample_all(verl_config, len(names), step=step)
+
+    aggregator = MetricsAggregator()
+    per_update = len(uids) // updates
+    for update in range(updates):  # as verl's PPOTrainer.step: one metrics dict per local update
+        group_uids = uids[update * per_update : (update + 1) * per_update]
+        update_keys = [k for k in keys if any(k.startswith(uid + "_") for uid in group_uids)]
+        trainer.local_trigger_step = update
+        metrics: dict = {}
+        trainer._learn_from_trained(KVBatchMeta(keys=update_keys, tags=[{}] * len(update_keys)), metrics)
+        aggregator.add_step_metrics(metrics, sample_count=len(update_keys))
+    reported = aggregator.get_aggregated_metrics()
+    tq.kv_clear(keys=keys, partition_id="train")
+
+    budget = [
+        "xrpo/budget/rollouts_mixed",
+        "xrpo/budget/rollouts_all_fail",
+        "xrpo/budget/rollouts_all_correct",
+    ]
+    assert sum(reported[key] for key in budget) == len(uids) * ROLLOUT_N
+    assert reported["xrpo/budget/rollouts_all_fail"] >= 2 * ROLLOUT_N  # the two prompts at rate 0
+    assert reported["xrpo/budget/rollouts_per_trained_prompt"] == ROLLOUT_N
+    assert reported["xrpo/budget/rollouts_per_trained_prompt/cumulative"] == ROLLOUT_N
+    assert reported["xrpo/async/submitted_steps_ago/mean"] == 1
+    assert reported["xrpo/async/plans_in_flight"] == 0 and reported["xrpo/async/unplanned_groups"] == 0
+    assert trainer.trained_groups == len(uids) and all(trainer.history.seen(q) for q in questions)

@@ -30,7 +30,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,22 @@ class Plan:
     submitted_step: int
 
 
+@dataclass
+class StepTrained:
+    """The groups trained in one step, over all its local updates."""
+
+    records: list[PromptRecord] = field(default_factory=list)
+    ages: list[int] = field(default_factory=list)  # steps since each group's submission
+    unplanned: int = 0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            **step_metrics(self.records),
+            "xrpo/budget/rollouts_per_trained_prompt": float(np.mean([len(r.correct) for r in self.records])),
+            "xrpo/async/submitted_steps_ago/mean": float(np.mean(self.ages)),
+        }
+
+
 class XRPOAsyncTrainerBase(XRPOTrainerBase):
     AUTO_PLANNING_MODE = "submission"
 
@@ -72,6 +88,7 @@ class XRPOAsyncTrainerBase(XRPOTrainerBase):
         self.plans: dict[str, Plan] = {}
         self.trained_groups = 0
         self.trained_rollouts = 0
+        self.step_trained = StepTrained()
         super().__init__(config)
 
     # ---- submission ---------------------------------------------------------------------------
@@ -121,19 +138,21 @@ class XRPOAsyncTrainerBase(XRPOTrainerBase):
         groups: dict[str, list[xtq.Trajectory]] = defaultdict(list)
         for trajectory in trajectories:
             groups[trajectory.uid].append(trajectory)
-        records, ages, unplanned = [], [], 0
+        step = self.step_trained
         for uid, group in groups.items():
             plan = self.plans.pop(uid, None)
             if plan is None:  # submitted before a resume whose checkpoint lacked its plan
-                unplanned += 1
+                step.unplanned += 1
                 continue
             record = PromptRecord(uid, [], plan.question, qualified=plan.qualified, control=plan.control)
             record.correct = [float(t.correct) for t in group]
             record.lift_sessions, record.lift_correct = len(group), sum(t.correct for t in group)
             if plan.seeded:
                 record.seeded_sessions, record.seeded_correct = len(group), sum(t.correct for t in group)
-            records.append(record)
-            ages.append(self.global_steps - plan.submitted_step)
+            step.records.append(record)
+            step.ages.append(self.global_steps - plan.submitted_step)
+            self.trained_groups += 1
+            self.trained_rollouts += len(group)
             if self.history is not None:
                 self.history.record(plan.question, record.correct)
             if self.bank is not None:
@@ -141,23 +160,20 @@ class XRPOAsyncTrainerBase(XRPOTrainerBase):
                     if trajectory.correct:
                         response = self.tokenizer.decode(trajectory.response_ids, skip_special_tokens=True)
                         self.bank.add(plan.question, response)
-        if not records:
+        # verl averages each local update's metrics over a step (separate_async makes
+        # parameter_sync_step of them), which would turn the step's counts into per-update means:
+        # the step's groups are reported once, at its last update
+        if self.local_trigger_step < self.parameter_sync_step - 1:
             return
-        trained = sum(len(r.correct) for r in records)
-        self.trained_groups += len(records)
-        self.trained_rollouts += trained
-        metrics.update(step_metrics(records))
-        metrics.update(
-            {
-                "xrpo/budget/rollouts_per_trained_prompt": trained / len(records),
-                "xrpo/budget/rollouts_per_trained_prompt/cumulative": self.trained_rollouts
-                / self.trained_groups,
-                "xrpo/async/submitted_steps_ago/mean": float(np.mean(ages)),
-                "xrpo/async/unplanned_groups": float(unplanned),
-                "xrpo/async/plans_in_flight": float(len(self.plans)),
-                "xrpo/bank_size": float(len(self.bank)) if self.bank is not None else 0.0,
-            }
-        )
+        self.step_trained = StepTrained()
+        if step.records:
+            metrics.update(step.metrics())
+            metrics["xrpo/budget/rollouts_per_trained_prompt/cumulative"] = (
+                self.trained_rollouts / self.trained_groups
+            )
+        metrics["xrpo/async/unplanned_groups"] = float(step.unplanned)
+        metrics["xrpo/async/plans_in_flight"] = float(len(self.plans))
+        metrics["xrpo/bank_size"] = float(len(self.bank)) if self.bank is not None else 0.0
 
     # ---- checkpoints --------------------------------------------------------------------------
 
