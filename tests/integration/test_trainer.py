@@ -72,6 +72,55 @@ def test_verl_async_mode_names_build_xrpos_trainer_for_xrpo_and_verls_for_grpo(v
     assert type(get_trainer_cls("colocate_async")(config=grpo)) is PPOTrainerColocateAsync
 
 
+def separate_async_config(verl_config, **changes):
+    """A config separate_async accepts: rollout GPUs of its own, a weight-sync backend across
+    processes, and a step of parameter_sync_step mini-batches."""
+    sync_step = verl_config.trainer.v1.separate_async.parameter_sync_step
+    mini_batch = verl_config.actor_rollout_ref.actor.ppo_mini_batch_size
+    return trainer_config(
+        verl_config,
+        **{
+            "trainer.v1.trainer_mode": "separate_async",
+            "actor_rollout_ref.rollout.checkpoint_engine.backend": "nccl",
+            "actor_rollout_ref.rollout.nnodes": 1,
+            "actor_rollout_ref.rollout.n_gpus_per_node": 1,
+            "data.train_batch_size": sync_step * mini_batch,
+            **changes,
+        },
+    )
+
+
+def test_separate_async_builds_xrpos_trainer_off_the_cpu_and_is_refused_on_it(verl_config, monkeypatch):
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    from verl_xrpo.integration.async_trainer import XRPOSeparateAsyncTrainer
+
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)  # as on a GPU machine: no CPU mode
+    trainer = get_trainer_cls("separate_async")(config=separate_async_config(verl_config))
+    assert type(trainer) is XRPOSeparateAsyncTrainer
+    assert trainer.trainer_mode == "separate_async" and trainer.parameter_sync_step == 4
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    with pytest.raises(XRPOConfigError, match=r"use trainer\.v1\.trainer_mode=colocate_async on the CPU"):
+        get_trainer_cls("separate_async")(config=separate_async_config(verl_config))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"actor_rollout_ref.rollout.n_gpus_per_node": 0}, r"rollout\.n_gpus_per_node=0: .* rollout GPUs"),
+        ({"actor_rollout_ref.rollout.checkpoint_engine.backend": "naive"}, "backend=naive .* set it to nccl"),
+        ({"data.train_batch_size": 3}, r"size=3: .*parameter_sync_step=4 .* set data\.train_batch_size"),
+    ],
+)
+def test_what_verls_separate_async_asserts_is_one_line_before_ray(verl_config, monkeypatch, changes, message):
+    from verl_xrpo.integration.checks import check_run
+
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)
+    check_run(separate_async_config(verl_config))
+    with pytest.raises(XRPOConfigError, match=message):
+        check_run(separate_async_config(verl_config, **changes))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

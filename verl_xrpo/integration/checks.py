@@ -76,11 +76,41 @@ def check_trainer_choice(config: Any) -> None:
             "NCCL-class backend, which CPU mode does not have: use trainer.v1.trainer_mode=colocate_async "
             "on the CPU."
         )
+    if trainer_mode == "separate_async":
+        check_separate_async(config)
     if trainer_mode != TRAINER_MODE and trainer_mode not in ASYNC_TRAINER_MODES:
         raise XRPOConfigError(
             f"trainer.v1.trainer_mode={trainer_mode!r} runs verl's own trainer, which has none of XRPO's "
             f"rollout planning: drop the override (with algorithm.adv_estimator={ESTIMATOR_NAME} it selects "
             f"XRPO's trainer, {TRAINER_MODE!r}) or use one of {', '.join(ASYNC_TRAINER_MODES)}."
+        )
+
+
+def check_separate_async(config: Any) -> None:
+    """What verl's separate_async trainer asserts in its constructor, after Ray and TransferQueue
+    have started, checked first so that a mistake costs one line instead of a traceback."""
+    rollout = config.actor_rollout_ref.rollout
+    for key in ("nnodes", "n_gpus_per_node"):
+        if verl_int(rollout[key], f"actor_rollout_ref.rollout.{key}", minimum=0) == 0:
+            raise XRPOConfigError(
+                f"actor_rollout_ref.rollout.{key}=0: trainer.v1.trainer_mode=separate_async generates on "
+                f"rollout GPUs of its own; set actor_rollout_ref.rollout.nnodes and n_gpus_per_node to them."
+            )
+    backend = rollout.checkpoint_engine.backend
+    if backend == "naive":
+        raise XRPOConfigError(
+            f"actor_rollout_ref.rollout.checkpoint_engine.backend={backend} copies weights within one "
+            f"process; trainer.v1.trainer_mode=separate_async sends them to other GPUs: set it to nccl "
+            f"(or nixl, mooncake)."
+        )
+    sync_step = config.trainer.v1.separate_async.parameter_sync_step
+    mini_batch = config.actor_rollout_ref.actor.ppo_mini_batch_size
+    if config.data.train_batch_size != sync_step * mini_batch:
+        raise XRPOConfigError(
+            f"data.train_batch_size={config.data.train_batch_size}: trainer.v1.trainer_mode=separate_async "
+            f"trains a step in trainer.v1.separate_async.parameter_sync_step={sync_step} updates of "
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={mini_batch} prompts; set data.train_batch_size="
+            f"{sync_step * mini_batch}, or change one of those two."
         )
 
 
