@@ -109,7 +109,7 @@ def run(
         *launcher,
         "--",
         *overrides,
-        f"trainer.rollout_data_dir={folder / 'rollouts'}",
+        f"trainer.rollout_data_dir={(folder / 'rollouts').resolve()}",  # verl's cwd is the run folder
     ]
     print("running:", " ".join(command[2:]), flush=True)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -214,35 +214,47 @@ def main(argv: list[str] | None = None) -> int:
                 for c in others
             ]
             print(f"| {label} | {part} | " + " | ".join(cells + ratios) + " |")
+    # each contender against GRPO, and an XRPO contender also against GRPO with the same overrides
+    # (XRPO's own cost within one trainer mode)
+    comparisons = [(c, "grpo") for c in others] + [
+        (c, g)
+        for c in others
+        for g in others
+        if CONTENDERS[c][0] == "xrpo" and CONTENDERS[g] == ("grpo", CONTENDERS[c][1])
+    ]
     print(
-        "\nper step, paired by step over all rounds: ratio to GRPO as a geometric mean, share as a"
+        "\nper step, paired by step over all rounds: ratio as a geometric mean, share as a"
         " difference in points (95% interval)"
     )
     print(
-        "| setting | contender | pairs | "
-        + " | ".join(f"{p} / grpo" for p in PAIRED)
-        + " | mixed-group share - grpo |"
+        "| setting | contender | against | pairs | "
+        + " | ".join(f"{p} ratio" for p in PAIRED)
+        + " | mixed-group share difference |"
     )
-    print("| --- | --- | --- |" + " --- |" * (len(PAIRED) + 1))
+    print("| --- | --- | --- | --- |" + " --- |" * (len(PAIRED) + 1))
     for label, by_name in table.items():
-        for c in others:
+        for c, reference in comparisons:
             pairs = {
                 part: [
-                    (grpo[step][PARTS[part]], mine[step][PARTS[part]])
-                    for grpo, mine in zip(by_name["grpo"], by_name[c], strict=True)
-                    for step in sorted(grpo.keys() & mine.keys())
+                    (ref[step][key], mine[step][key])
+                    for ref, mine in zip(by_name[reference], by_name[c], strict=True)
+                    for step in sorted(ref.keys() & mine.keys())
+                    if key in ref[step] and key in mine[step]
                 ]
-                for part in PAIRED
+                for part, key in [*((p, PARTS[p]) for p in PAIRED), ("share", MIXED_SHARE)]
             }
-            cells = [paired_ratio(pairs[part]) for part in PAIRED]
-            shares = [
-                (grpo[step][MIXED_SHARE], mine[step][MIXED_SHARE])
-                for grpo, mine in zip(by_name["grpo"], by_name[c], strict=True)
-                for step in sorted(grpo.keys() & mine.keys())
-                if MIXED_SHARE in grpo[step] and MIXED_SHARE in mine[step]
-            ]
-            cells.append(paired_difference(shares))
-            print(f"| {label} | {c} | {len(pairs['step'])} | " + " | ".join(cells) + " |")
+            cells = [paired_ratio(pairs[part]) for part in PAIRED] + [paired_difference(pairs["share"])]
+            print(f"| {label} | {c} | {reference} | {len(pairs['step'])} | " + " | ".join(cells) + " |")
+    print(f"\nwall-clock of steps 2-{args.steps} (the sum of their step seconds), one value per round")
+    print("| setting | " + " | ".join(contenders) + " | " + " | ".join(f"{c} / grpo" for c in others) + " |")
+    print("| --- |" + " --- |" * (len(contenders) + len(others)))
+    for label, by_name in table.items():
+        totals = {c: [sum(d[PARTS["step"]] for d in r.values()) for r in by_name[c]] for c in contenders}
+        cells = [", ".join(f"{v:.1f}" for v in totals[c]) for c in contenders]
+        ratios = [
+            ", ".join(f"{x / g:.2f}" for g, x in zip(totals["grpo"], totals[c], strict=True)) for c in others
+        ]
+        print(f"| {label} | " + " | ".join(cells + ratios) + " |")
     return 0
 
 
