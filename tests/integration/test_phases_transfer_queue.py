@@ -183,9 +183,15 @@ def test_with_two_workers_every_phase_hears_from_both_over_two_steps(verl_config
         ray.kill(worker)
 
 
-def test_all_fail_prompts_are_seeded_and_the_bank_learns(verl_config, manager):
+def one_exemplar_bank() -> ExemplarBank:
+    """A bank with one solved question like the test prompts, so that any of them retrieves it."""
     bank = ExemplarBank(max_size=100)
     bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    return bank
+
+
+def test_all_fail_prompts_are_seeded_and_the_bank_learns(verl_config, manager):
+    bank = one_exemplar_bank()
     # a validation question: its solutions never join the bank, and the step counts them
     bank.block_questions(["How many limes are in the box after adding three more?"])
     rates = [0.0, 0.0, 0.5, 0.5]
@@ -228,8 +234,7 @@ def test_a_phase_over_every_prompt_does_not_seed_the_next_phase(verl_config, man
     seeds them all, and phase 3 seeds none of them (each has a success by then). Every stored
     rollout sampled under exemplars must be counted as seeded, and phase 3 must use the originals.
     """
-    bank = ExemplarBank(max_size=100)
-    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    bank = one_exemplar_bank()
     names = ["kiwis", "dates", "yams", "nuts"]
     batch, report = run_step(verl_config, manager, 3, [0.0] * len(names), names, bank=bank)
     originals = {str(u): p[-1]["content"] for u, p in zip(batch["uid"], batch["raw_prompt"], strict=True)}
@@ -260,8 +265,7 @@ def seeded_uids_of(batch, keys):
 
 def test_every_prompt_failing_phase_one_is_seeded_at_the_default_ucb_weight(verl_config, manager):
     """Seeding's own share: at ucb_lambda=0.05 the planner gives all-fail prompts nothing, seeding does."""
-    bank = ExemplarBank(max_size=100)
-    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    bank = one_exemplar_bank()
     rates = [0.0, 0.0, 0.0, 0.5, 0.5, 0.6]
     names = ["cats", "dogs", "owls", "bees", "ants", "elks"]
     batch, report = run_step(verl_config, manager, 4, rates, names, bank=bank, planning={"ucb_lambda": 0.05})
@@ -304,8 +308,7 @@ def test_prompts_that_agreed_last_time_get_their_base_and_free_the_rest_of_the_b
 
 
 def test_seedings_control_arm_draws_the_same_rollouts_without_exemplars(verl_config, manager):
-    bank = ExemplarBank(max_size=100)
-    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    bank = one_exemplar_bank()
     names = [f"thing{i}" for i in range(10)]
     batch, report = run_step(
         verl_config, manager, 5, [0.0] * len(names), names, bank=bank, seeding={"control_share": 0.5}
@@ -423,8 +426,7 @@ def test_an_overlapped_phase_starts_before_the_last_rollout_of_the_one_before(ve
 def test_an_overlapped_phase_seeds_a_failing_prompt_whose_last_rollout_still_runs(verl_config, manager):
     """Prompt 0 failed both phase-1 rollouts that are in, its third still runs when phase 2 is
     planned: it is seeded in phase 2 (seeding's own share), not left to wait for its slowest one."""
-    bank = ExemplarBank(max_size=100)
-    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    bank = one_exemplar_bank()
     names = ["pears", "item1", "item2", "item3", "item4", "item5"]
     overlap = {"planning": {"overlap_share": 0.5}, "phase_timeout_seconds": 30}
     batch, report = run_step(
@@ -520,8 +522,7 @@ def test_submission_mode_makes_one_generation_call_per_step_and_plans_from_histo
 
 
 def test_a_prompt_that_failed_everything_last_visit_is_seeded_from_the_start(verl_config, manager):
-    bank = ExemplarBank(max_size=100)
-    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    bank = one_exemplar_bank()
     rates = [0.0, 0.5, 0.5, 0.5]
     names = ["pebbles", "shells", "coins", "stamps"]
     history = PromptHistory()
@@ -536,15 +537,9 @@ def test_a_prompt_that_failed_everything_last_visit_is_seeded_from_the_start(ver
         verl_config, manager, 44, rates, names, bank=bank, history=history, submissions=calls, **SUBMISSION
     )
     keys = sample_all(verl_config, len(names), step=44)
-    stored = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["raw_prompt", "uid"])
-    originals = {str(u): p[-1]["content"] for u, p in zip(batch["uid"], batch["raw_prompt"], strict=True)}
-    seeded_uids = {
-        str(uid)
-        for prompt, uid in zip(stored["raw_prompt"], stored["uid"], strict=True)
-        if prompt[-1]["content"] != originals[str(uid)]
-    }
     assert calls == [len(names)] * 2
-    assert seeded_uids == {str(batch["uid"][0])}  # the one that failed all of its last visit
+    # the one that failed all of its last visit
+    assert set(seeded_uids_of(batch, keys)) == {str(batch["uid"][0])}
     assert second.metrics["xrpo/seeding/prompts_seeded"] == 1
     assert second.metrics["xrpo/budget/seeding_rollouts"] >= 2
     assert second.metrics["xrpo/seeding/prompts_with_seeded_success"] == 1  # the scripted loop's seeded rate
@@ -552,8 +547,7 @@ def test_a_prompt_that_failed_everything_last_visit_is_seeded_from_the_start(ver
 
 
 def test_seeded_groups_past_seedings_share_are_drawn_as_any_other(verl_config, manager):
-    bank = ExemplarBank(max_size=100)
-    bank.add("How many apples are in the box after adding three more?", "Count them: 4 + 3 = 7.")
+    bank = one_exemplar_bank()
     rates = [0.0, 0.0, 0.0, 0.5]
     names = ["nails", "bolts", "screws", "washers"]
     history = PromptHistory()
@@ -628,7 +622,7 @@ def test_a_steps_counts_are_its_groups_totals_over_every_local_update(verl_confi
     ]
     assert sum(reported[key] for key in budget) == len(uids) * ROLLOUT_N
     assert reported["xrpo/budget/rollouts_all_fail"] >= 2 * ROLLOUT_N  # the two prompts at rate 0
-    assert reported["xrpo/budget/rollouts_per_trained_prompt"] == ROLLOUT_N
+    assert reported["xrpo/rollouts_per_prompt/mean"] == ROLLOUT_N
     assert reported["xrpo/budget/rollouts_per_trained_prompt/cumulative"] == ROLLOUT_N
     assert reported["xrpo/async/submitted_steps_ago/mean"] == 1
     assert reported["xrpo/async/plans_in_flight"] == 0 and reported["xrpo/async/unplanned_groups"] == 0

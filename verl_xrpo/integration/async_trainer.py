@@ -14,11 +14,11 @@ the two moments every prompt passes through:
   go into the history and their correct responses into the bank, and the step's metrics are
   computed over them; then the advantage is sharpened as in the synchronous trainer.
 
-The budget, measured on what is trained: ``xrpo/budget/rollouts_per_trained_prompt`` (this step)
-and ``.../cumulative`` (the run) average the rollouts of each trained group; groups verl drops as
-stale or failed are never trained and are not counted. A prompt's plan (its question, count, arm)
-is kept from submission to training and saved with the checkpoint, so a resumed run learns from
-the groups verl re-issues.
+The budget, measured on what is trained: ``xrpo/budget/rollouts_per_trained_prompt/cumulative``
+averages the rollouts of every group trained so far (``xrpo/rollouts_per_prompt/mean``: this
+step's); groups verl drops as stale or failed are never trained and are not counted. A prompt's
+plan (its question, count, arm) is kept from submission to training and saved with the
+checkpoint, so a resumed run learns from the groups verl re-issues.
 
 verl's registry maps each of these mode names to its own trainer class; with the plugin installed
 it maps them to a ``ModeDispatch`` that builds verl's class unchanged for every other estimator.
@@ -42,7 +42,8 @@ from verl.utils import tensordict_utils as tu
 
 from verl_xrpo.eval.rollout_dump import is_padding
 from verl_xrpo.integration import transfer_queue as xtq
-from verl_xrpo.integration.prompts import PromptRecord, question_text, step_metrics
+from verl_xrpo.integration.checks import is_xrpo_run
+from verl_xrpo.integration.prompts import PromptRecord, prompt_records, step_metrics
 from verl_xrpo.integration.request_keys import ROLLOUT_N_KEY
 from verl_xrpo.integration.submission import Seeding, plan_submission
 from verl_xrpo.integration.trainer import XRPOTrainerBase
@@ -76,7 +77,6 @@ class StepTrained:
     def metrics(self) -> dict[str, float]:
         return {
             **step_metrics(self.records),
-            "xrpo/budget/rollouts_per_trained_prompt": float(np.mean([len(r.correct) for r in self.records])),
             "xrpo/async/submitted_steps_ago/mean": float(np.mean(self.ages)),
         }
 
@@ -94,9 +94,7 @@ class XRPOAsyncTrainerBase(XRPOTrainerBase):
     # ---- submission ---------------------------------------------------------------------------
 
     def _submit_batch_to_rollout(self, batch) -> int:
-        uids = [str(u) for u in batch["uid"]]
-        raw = batch["raw_prompt"]
-        records = [PromptRecord(uid, list(raw[i]), question_text(raw[i])) for i, uid in enumerate(uids)]
+        records = prompt_records(batch)
         seeded: dict[int, list[dict]] = {}
         if self.history is not None:
             timing: dict[str, float] = {}
@@ -158,8 +156,7 @@ class XRPOAsyncTrainerBase(XRPOTrainerBase):
             if self.bank is not None:
                 for trajectory in group:
                     if trajectory.correct:
-                        response = self.tokenizer.decode(trajectory.response_ids, skip_special_tokens=True)
-                        self.bank.add(plan.question, response)
+                        self.bank.add(plan.question, trajectory.response_text(self.tokenizer))
         # verl averages each local update's metrics over a step (separate_async makes
         # parameter_sync_step of them), which would turn the step's counts into per-update means:
         # the step's groups are reported once, at its last update
@@ -220,8 +217,6 @@ class ModeDispatch:
         self.__name__ = verl_trainer.__name__  # verl names registry entries in its messages
 
     def trainer_for(self, config: Any) -> type:
-        from verl_xrpo.integration.checks import is_xrpo_run
-
         return self.xrpo_trainer if is_xrpo_run(config) else self.verl_trainer
 
     def __call__(self, config: Any):

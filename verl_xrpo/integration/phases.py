@@ -39,7 +39,7 @@ from verl_xrpo.integration import transfer_queue as xtq
 from verl_xrpo.integration.prompts import (
     PromptRecord,
     prompt_counts,
-    question_text,
+    prompt_records,
     step_metrics,
     zero_variance_share,
 )
@@ -173,15 +173,13 @@ class PhasedRollout:
 
     def run(self, batch: TensorDict, step: int, rollouts_drawn: int = 0) -> StepReport:
         timing = {"planning": 0.0, "retrieval": 0.0, "generation": 0.0}
-        uids = [str(u) for u in batch["uid"]]
-        raw = batch["raw_prompt"]
-        records = [PromptRecord(uid, list(raw[i]), question_text(raw[i])) for i, uid in enumerate(uids)]
+        records = prompt_records(batch)
         if self.history is not None and self.settings.planning.skips_agreed:
             for record in records:
                 record.skipped = self.history.agreed(record.question)
         flight = InFlight()
         share = self.settings.planning.overlap_share
-        reserved, first_seeded = np.zeros(len(uids), dtype=np.int64), {}
+        reserved, first_seeded = np.zeros(len(records), dtype=np.int64), {}
         if self.submission:
             # one submission: every count, and which prompts are seeded, decided from earlier visits
             counts, reserved, first_seeded = plan_submission(
@@ -189,11 +187,12 @@ class PhasedRollout:
             )
             budgets = []
         else:
-            counts = self.planner.base_counts(len(uids), np.array([r.skipped for r in records], dtype=bool))
-            budgets = self.planner.phase_budgets(len(uids), int(counts.sum()))
+            skipped = np.array([r.skipped for r in records], dtype=bool)
+            counts = self.planner.base_counts(len(records), skipped)
+            budgets = self.planner.phase_budgets(len(records), int(counts.sum()))
         # counts: sessions asked for so far, per prompt; the next phase numbers its sessions from
         # there, so a failed session's id is never reused.
-        rows = np.arange(len(uids))
+        rows = np.arange(len(records))
         self._submit(batch, records, flight, rows, counts, np.zeros_like(counts), first_seeded, step, 1)
         zero_variance_before = math.nan
         phases_run, last_phase = 1, 1
@@ -409,9 +408,7 @@ class PhasedRollout:
                 record.seeded_sessions += 1
                 record.seeded_correct += int(traj.correct)
             if self.bank is not None and traj.correct:
-                self.bank.add(
-                    record.question, self.tokenizer.decode(traj.response_ids, skip_special_tokens=True)
-                )
+                self.bank.add(record.question, traj.response_text(self.tokenizer))
         for sub in flight.submissions.values():
             if sub.status is not None and not sub.resolved:
                 self._resolve(sub, flight)

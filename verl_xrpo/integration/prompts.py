@@ -62,6 +62,12 @@ class PromptRecord:
         return f"{self.uid} {self.snippet()}"
 
 
+def prompt_records(batch: Any) -> list[PromptRecord]:
+    """The batch's prompts (verl's ``uid`` and ``raw_prompt``), each known by its question."""
+    raw = batch["raw_prompt"]
+    return [PromptRecord(str(uid), list(raw[i]), question_text(raw[i])) for i, uid in enumerate(batch["uid"])]
+
+
 def prompt_counts(records: list[PromptRecord]) -> PromptCounts:
     """What the allocator needs to know of the step's prompts between phases."""
     return PromptCounts(

@@ -12,6 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import transfer_queue as tq
 
@@ -28,6 +29,10 @@ class Trajectory:
     session_id: int
     correct: bool
     response_ids: list[int]
+
+    def response_text(self, tokenizer: Any) -> str:
+        """The response as the exemplar bank keeps it: decoded, without special tokens."""
+        return tokenizer.decode(self.response_ids, skip_special_tokens=True)
 
 
 def split_key(key: str) -> tuple[str, int, int]:
