@@ -157,6 +157,11 @@ def paired_ratio(pairs: list[tuple[float, float]]) -> str:
     return f"{math.exp(mean):.2f} ({low:.2f}-{high:.2f})"
 
 
+def ratio(value: float, reference: float) -> str:
+    """value / reference, or n/a where the reference is 0 (a share no GRPO group reached)."""
+    return f"{value / reference:.2f}" if reference else "n/a"
+
+
 def paired_difference(pairs: list[tuple[float, float]]) -> str:
     """Mean per-step difference (contender - GRPO) in points, with its 95% interval."""
     mean, interval = mean_ci95([100 * (x - g) for g, x in pairs])
@@ -210,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             values = {c: [r[part] for r in rounds[c]] for c in contenders}
             cells = [", ".join(f"{v:.2f}" for v in values[c]) for c in contenders]
             ratios = [
-                ", ".join(f"{x / g:.2f}" for g, x in zip(values["grpo"], values[c], strict=True))
-                for c in others
+                ", ".join(ratio(x, g) for g, x in zip(values["grpo"], values[c], strict=True)) for c in others
             ]
             print(f"| {label} | {part} | " + " | ".join(cells + ratios) + " |")
     # each contender against GRPO, and an XRPO contender also against GRPO with the same overrides
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         totals = {c: [sum(d[PARTS["step"]] for d in r.values()) for r in by_name[c]] for c in contenders}
         cells = [", ".join(f"{v:.1f}" for v in totals[c]) for c in contenders]
         ratios = [
-            ", ".join(f"{x / g:.2f}" for g, x in zip(totals["grpo"], totals[c], strict=True)) for c in others
+            ", ".join(ratio(x, g) for g, x in zip(totals["grpo"], totals[c], strict=True)) for c in others
         ]
         print(f"| {label} | " + " | ".join(cells + ratios) + " |")
     return 0

@@ -320,6 +320,18 @@ def test_the_rollout_table_sums_the_token_counts_xrpo_dumps(tmp_path):
     assert write_rollout_table(tmp_path / "nothing", tmp_path / "none.parquet") is None
 
 
+def test_the_rollout_table_reads_responses_holding_unicode_line_separators(tmp_path):
+    """verl dumps with ensure_ascii=False, so an untrained model's random tokens reach the file as
+    raw separators (U+2028, U+001C) that str.splitlines would cut a record at."""
+    records = [{**rollout(f"a_{i}_0", LONG, 0.0), "output": "x\u2028y\x1cz\x85"} for i in range(3)]
+    (tmp_path / "rollouts").mkdir()
+    (tmp_path / "rollouts" / "1.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    (row,) = pq.read_table(write_rollout_table(tmp_path / "rollouts", tmp_path / "t.parquet")).to_pylist()
+    assert row["rollouts"] == 3 and row["successes"] == 0
+
+
 def test_the_report_reads_the_same_allocation_from_the_table_as_from_the_dumps(tmp_path):
     cell = Cell(VARIANTS["xrpo"], 0, tmp_path)
     write_dump(cell.rollouts, DUMP)

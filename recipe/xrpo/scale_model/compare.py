@@ -311,7 +311,9 @@ def write_rollout_table(dumps: Path, table: Path) -> Path | None:
     rows = []
     for path in paths:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for line in path.read_text().splitlines():
+        # one record a "\n": str.splitlines would also cut at the line separators an untrained
+        # model's responses hold raw (verl writes them with ensure_ascii=False)
+        for line in filter(None, path.read_text().split("\n")):
             record = json.loads(line)
             # verl's filler rows (reward 0, uid "pad<hex>"; XRPO's dump also marks them): not rollouts
             if record.get("is_padding") or record["uid"].startswith("pad"):
