@@ -28,9 +28,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from recipe.xrpo.scale_model.compare import mean_ci95, write_rollout_table
+from recipe.xrpo.scale_model.compare import allocation_from_table, mean_ci95
 from recipe.xrpo.scale_model.train import ScaleModelRun
 from recipe.xrpo.scale_model.warmstart import PRESETS, REPORT_FILE, build_warm_model_dir
 
@@ -128,18 +126,9 @@ def steady_steps(metrics: Path) -> dict[int, dict[str, float]]:
 
 
 def mixed_group_shares(folder: Path) -> dict[int, float]:
-    """Per step, the share of rollouts in groups with both outcomes, read from verl's rollout dump
-    through the comparison's per-group table (``compare.write_rollout_table``)."""
-    table = write_rollout_table(folder / "rollouts", folder / "rollouts.parquet")
-    if table is None:
-        return {}
-    by_step: dict[int, list[tuple[int, int]]] = {}
-    for row in pq.read_table(table, columns=["step", "rollouts", "successes"]).to_pylist():
-        by_step.setdefault(row["step"], []).append((row["rollouts"], row["successes"]))
-    return {
-        step: sum(n for n, k in groups if 0 < k < n) / sum(n for n, _ in groups)
-        for step, groups in by_step.items()
-    }
+    """Per step, the share of rollouts in groups with both outcomes, from verl's rollout dump."""
+    steps = allocation_from_table(folder / "rollouts", folder / "rollouts.parquet")
+    return {step: allocation["useful_rollout_share"] for step, allocation in steps.items()}
 
 
 def medians(steps: dict[int, dict[str, float]]) -> dict[str, float]:

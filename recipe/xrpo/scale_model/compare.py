@@ -341,13 +341,17 @@ def write_rollout_table(dumps: Path, table: Path) -> Path | None:
 
 
 def allocation_by_step(cell: Cell) -> dict[int, dict[str, float]]:
-    """Per step, from every rollout's score: where the budget went and what carried signal.
+    """Per step, from every rollout's score: where the budget went and what carried signal."""
+    return allocation_from_table(cell.rollouts, cell.rollout_table)
 
-    Read from the cell's rollout table, written first from the dumps where only they exist."""
-    if not cell.rollout_table.is_file() and write_rollout_table(cell.rollouts, cell.rollout_table) is None:
+
+def allocation_from_table(dumps: Path, table: Path) -> dict[int, dict[str, float]]:
+    """``allocation_by_step`` for any run: read from its rollout table, written first from verl's
+    dumps where only they exist."""
+    if not table.is_file() and write_rollout_table(dumps, table) is None:
         return {}
     groups: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for row in pq.read_table(cell.rollout_table, columns=["step", "rollouts", "successes"]).to_pylist():
+    for row in pq.read_table(table, columns=["step", "rollouts", "successes"]).to_pylist():
         groups[row["step"]].append((row["rollouts"], row["successes"]))
     steps = {}
     for step, sizes in sorted(groups.items()):
